@@ -1,0 +1,339 @@
+//! Records as Automerge documents: writing fields and patches into a document, and reading a
+//! document back into a [`Record`].
+//!
+//! Layout of a record document (root map):
+//! - `type`: string; `created_at`: timestamp (ms); `created_by`: 16 bytes; `deleted`: bool.
+//! - `f`: map of field name to value. Short text, enums, dates and links are strings; integers,
+//!   bools and timestamps are the matching Automerge scalars; long text is an Automerge text
+//!   object; lists are Automerge lists of strings; money and order lines are tagged byte
+//!   strings, so each is one atomic register and concurrent edits never mix their parts.
+
+mod history;
+mod read;
+
+use std::collections::BTreeMap;
+
+use automerge::transaction::{CommitOptions, Transactable};
+use automerge::{ActorId, Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
+use chrono::{DateTime, Utc};
+
+use crate::model::{DeviceId, FieldOp, RecordType, Value, format_value};
+
+pub use history::{Conflict, HistoryEntry, Version, conflicts, history};
+pub use read::materialize;
+
+pub(crate) const TYPE: &str = "type";
+pub(crate) const CREATED_AT: &str = "created_at";
+pub(crate) const CREATED_BY: &str = "created_by";
+pub(crate) const DELETED: &str = "deleted";
+pub(crate) const FIELDS: &str = "f";
+pub(crate) const MONEY_TAG: u8 = b'M';
+pub(crate) const LINES_TAG: u8 = b'L';
+
+/// A document that cannot be read as a record, or an edit Automerge refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DocError {
+    /// Automerge rejected the bytes or the operation.
+    #[error("automerge: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+    /// The document has no valid `type`.
+    #[error("the document has no record type")]
+    MissingType,
+    /// The document is missing metadata every record has.
+    #[error("the document has no valid '{0}'")]
+    MissingMeta(&'static str),
+    /// A field holds a value of another kind than its declaration.
+    #[error("field '{field}' holds {found}, but the schema declares {expected}")]
+    WrongKind {
+        /// Field name.
+        field: String,
+        /// Declared kind.
+        expected: &'static str,
+        /// What the document holds.
+        found: String,
+    },
+    /// A long-text edit points past the end of the text.
+    #[error("field '{field}': position {index} is beyond the text's {len} characters")]
+    TextPosition {
+        /// Field name.
+        field: String,
+        /// Position asked for.
+        index: usize,
+        /// Length of the text.
+        len: usize,
+    },
+    /// The document depends on changes that are not present.
+    #[error("the document lacks {0} change(s) its history depends on")]
+    MissingChanges(usize),
+}
+
+/// The Automerge actor for a device.
+pub fn actor_for(device: DeviceId) -> ActorId {
+    ActorId::from(&device.0[..])
+}
+
+fn commit(tx: automerge::transaction::Transaction<'_>, now: DateTime<Utc>) {
+    tx.commit_with(CommitOptions::default().with_time(now.timestamp_millis()));
+}
+
+/// Creates the document of a new record; `fields` must already be validated and normalized.
+pub fn create(
+    device: DeviceId,
+    record_type: &RecordType,
+    fields: &BTreeMap<String, Value>,
+    now: DateTime<Utc>,
+) -> Result<Automerge, DocError> {
+    let mut doc = Automerge::new().with_actor(actor_for(device));
+    let mut tx = doc.transaction();
+    tx.put(ROOT, TYPE, record_type.as_str())?;
+    tx.put(
+        ROOT,
+        CREATED_AT,
+        ScalarValue::Timestamp(now.timestamp_millis()),
+    )?;
+    tx.put(ROOT, CREATED_BY, ScalarValue::Bytes(device.0.to_vec()))?;
+    tx.put(ROOT, DELETED, false)?;
+    let map = tx.put_object(ROOT, FIELDS, ObjType::Map)?;
+    for (name, value) in fields {
+        put_value(&mut tx, &map, name, value)?;
+    }
+    commit(tx, now);
+    Ok(doc)
+}
+
+/// Applies field ops (already validated and normalized) to a document as one change.
+pub fn apply_ops(
+    doc: &mut Automerge,
+    device: DeviceId,
+    ops: &[FieldOp],
+    now: DateTime<Utc>,
+) -> Result<(), DocError> {
+    doc.set_actor(actor_for(device));
+    let mut tx = doc.transaction();
+    let map = fields_obj_tx(&mut tx)?;
+    for op in ops {
+        apply_op(&mut tx, &map, op)?;
+    }
+    commit(tx, now);
+    Ok(())
+}
+
+/// Marks a record deleted or restores it, as one change.
+pub fn set_deleted(
+    doc: &mut Automerge,
+    device: DeviceId,
+    deleted: bool,
+    now: DateTime<Utc>,
+) -> Result<(), DocError> {
+    doc.set_actor(actor_for(device));
+    let mut tx = doc.transaction();
+    tx.put(ROOT, DELETED, deleted)?;
+    commit(tx, now);
+    Ok(())
+}
+
+fn fields_obj_tx(tx: &mut automerge::transaction::Transaction<'_>) -> Result<ObjId, DocError> {
+    match tx.get(ROOT, FIELDS)? {
+        Some((automerge::Value::Object(ObjType::Map), id)) => Ok(id),
+        _ => Ok(tx.put_object(ROOT, FIELDS, ObjType::Map)?),
+    }
+}
+
+fn encode_scalar(value: &Value) -> ScalarValue {
+    match value {
+        Value::Int(i) => ScalarValue::Int(*i),
+        Value::Bool(b) => ScalarValue::Boolean(*b),
+        Value::Timestamp(t) => ScalarValue::Timestamp(t.timestamp_millis()),
+        Value::Money(m) => {
+            let mut bytes = Vec::with_capacity(12);
+            bytes.push(MONEY_TAG);
+            bytes.extend_from_slice(m.currency.code().as_bytes());
+            bytes.extend_from_slice(&m.minor.to_be_bytes());
+            ScalarValue::Bytes(bytes)
+        }
+        Value::Lines(lines) => {
+            let mut bytes = vec![LINES_TAG];
+            // Vec<u8> output never fails for plain data.
+            bytes.extend(postcard::to_allocvec(lines).unwrap_or_default());
+            ScalarValue::Bytes(bytes)
+        }
+        // Strings, enums, dates and links are stored as their text form.
+        other => ScalarValue::Str(format_value(other).into()),
+    }
+}
+
+fn put_value(
+    tx: &mut automerge::transaction::Transaction<'_>,
+    map: &ObjId,
+    name: &str,
+    value: &Value,
+) -> Result<(), DocError> {
+    match value {
+        Value::LongText(text) => {
+            let obj = tx.put_object(map, name, ObjType::Text)?;
+            tx.splice_text(&obj, 0, 0, text)?;
+        }
+        Value::List(_) | Value::Links(_) => {
+            let list = tx.put_object(map, name, ObjType::List)?;
+            for (i, item) in list_items(value).into_iter().enumerate() {
+                tx.insert(&list, i, item)?;
+            }
+        }
+        scalar => tx.put(map, name, encode_scalar(scalar))?,
+    }
+    Ok(())
+}
+
+fn list_items(value: &Value) -> Vec<String> {
+    match value {
+        Value::List(items) => items.clone(),
+        Value::Links(ids) => ids.iter().map(|id| id.to_string()).collect(),
+        Value::Link(id) => vec![id.to_string()],
+        other => vec![format_value(other)],
+    }
+}
+
+fn existing(
+    tx: &automerge::transaction::Transaction<'_>,
+    map: &ObjId,
+    name: &str,
+    kind: ObjType,
+) -> Result<Option<ObjId>, DocError> {
+    Ok(match tx.get(map, name)? {
+        Some((automerge::Value::Object(t), id)) if t == kind => Some(id),
+        _ => None,
+    })
+}
+
+fn list_strings(
+    tx: &automerge::transaction::Transaction<'_>,
+    list: &ObjId,
+) -> Vec<Option<String>> {
+    tx.list_range(list, ..)
+        .map(|item| match item.value {
+            automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) => Some(s.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn apply_op(
+    tx: &mut automerge::transaction::Transaction<'_>,
+    map: &ObjId,
+    op: &FieldOp,
+) -> Result<(), DocError> {
+    match op {
+        FieldOp::Set { field, value } => set_field(tx, map, field, value),
+        FieldOp::Unset { field } => Ok(tx.delete(map, field.as_str())?),
+        FieldOp::SpliceText {
+            field,
+            index,
+            delete,
+            insert,
+        } => {
+            let text = match existing(tx, map, field, ObjType::Text)? {
+                Some(obj) => obj,
+                None => tx.put_object(map, field.as_str(), ObjType::Text)?,
+            };
+            let len = tx.length(&text);
+            if *index > len {
+                return Err(DocError::TextPosition {
+                    field: field.clone(),
+                    index: *index,
+                    len,
+                });
+            }
+            let delete = (*delete).min(len - index);
+            tx.splice_text(&text, *index, delete as isize, insert)?;
+            Ok(())
+        }
+        FieldOp::AddItem { field, item } => {
+            let list = match existing(tx, map, field, ObjType::List)? {
+                Some(obj) => obj,
+                None => tx.put_object(map, field.as_str(), ObjType::List)?,
+            };
+            let item = list_items(item).remove(0);
+            let items = list_strings(tx, &list);
+            if !items.iter().any(|i| i.as_deref() == Some(&item)) {
+                tx.insert(&list, items.len(), item)?;
+            }
+            Ok(())
+        }
+        FieldOp::RemoveItem { field, item } => {
+            if let Some(list) = existing(tx, map, field, ObjType::List)? {
+                let item = list_items(item).remove(0);
+                let items = list_strings(tx, &list);
+                for (i, _) in items
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .filter(|(_, v)| v.as_deref() == Some(&item))
+                {
+                    tx.delete(&list, i)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+fn set_field(
+    tx: &mut automerge::transaction::Transaction<'_>,
+    map: &ObjId,
+    field: &str,
+    value: &Value,
+) -> Result<(), DocError> {
+    match value {
+        Value::LongText(text) => {
+            if let Some(obj) = existing(tx, map, field, ObjType::Text)? {
+                // Diff against the current text so concurrent edits elsewhere survive.
+                tx.update_text(&obj, text)?;
+                return Ok(());
+            }
+        }
+        Value::List(_) | Value::Links(_) => {
+            if let Some(list) = existing(tx, map, field, ObjType::List)? {
+                if edit_list_in_place(tx, &list, &list_items(value))? {
+                    return Ok(());
+                }
+            }
+        }
+        _ => {}
+    }
+    put_value(tx, map, field, value)
+}
+
+/// Turns the list into `wanted` by deleting and inserting items, so that concurrent additions
+/// on another replica survive. Returns false (and changes nothing) when the kept items would
+/// need reordering, in which case the caller replaces the list.
+fn edit_list_in_place(
+    tx: &mut automerge::transaction::Transaction<'_>,
+    list: &ObjId,
+    wanted: &[String],
+) -> Result<bool, DocError> {
+    let current = list_strings(tx, list);
+    let kept: Vec<&String> = current
+        .iter()
+        .flatten()
+        .filter(|c| wanted.contains(c))
+        .collect();
+    let kept_in_wanted_order: Vec<&String> = wanted.iter().filter(|w| kept.contains(w)).collect();
+    if kept != kept_in_wanted_order {
+        return Ok(false);
+    }
+    for (i, item) in current.iter().enumerate().rev() {
+        let keep = item.as_ref().is_some_and(|s| wanted.contains(s));
+        if !keep {
+            tx.delete(list, i)?;
+        }
+    }
+    // Insert the missing items at their position in `wanted`; the kept ones already sit in order.
+    for (i, item) in wanted.iter().enumerate() {
+        let present = list_strings(tx, list);
+        if present.get(i).and_then(|p| p.as_ref()) != Some(item) {
+            tx.insert(list, i, item.as_str())?;
+        }
+    }
+    Ok(true)
+}

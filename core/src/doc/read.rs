@@ -1,0 +1,173 @@
+//! Reading a record document back into a [`Record`].
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use automerge::{Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::{CREATED_AT, CREATED_BY, DELETED, DocError, FIELDS, LINES_TAG, MONEY_TAG, TYPE};
+use crate::model::{
+    Currency, DeviceId, FieldKind, Money, OrderLine, Record, RecordId, RecordType, Schema, Value,
+};
+
+fn millis(ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(ms)
+}
+
+fn scalar<'a>(doc: &'a Automerge, obj: &ObjId, key: &str) -> Option<Cow<'a, ScalarValue>> {
+    match doc.get(obj, key).ok().flatten()? {
+        (automerge::Value::Scalar(s), _) => Some(s),
+        _ => None,
+    }
+}
+
+/// The record type stored in a document.
+pub fn record_type(doc: &Automerge) -> Result<RecordType, DocError> {
+    match scalar(doc, &ROOT, TYPE).as_deref() {
+        Some(ScalarValue::Str(s)) if !s.is_empty() => Ok(RecordType::from(s.as_str())),
+        _ => Err(DocError::MissingType),
+    }
+}
+
+/// Reads the current value of a record from its document. Declared fields must hold their
+/// declared kind; fields this replica does not know are read by the shape Automerge stores.
+pub fn materialize(doc: &Automerge, id: RecordId, schema: &Schema) -> Result<Record, DocError> {
+    let record_type = record_type(doc)?;
+    let created_at = match scalar(doc, &ROOT, CREATED_AT).as_deref() {
+        Some(ScalarValue::Timestamp(ms)) => millis(*ms),
+        _ => None,
+    }
+    .ok_or(DocError::MissingMeta(CREATED_AT))?;
+    let created_by = match scalar(doc, &ROOT, CREATED_BY).as_deref() {
+        Some(ScalarValue::Bytes(b)) if b.len() == 16 => DeviceId::from_actor_bytes(b),
+        _ => return Err(DocError::MissingMeta(CREATED_BY)),
+    };
+    let deleted = matches!(
+        scalar(doc, &ROOT, DELETED).as_deref(),
+        Some(ScalarValue::Boolean(true))
+    );
+    let mut fields = BTreeMap::new();
+    if let Some((automerge::Value::Object(ObjType::Map), map)) = doc.get(ROOT, FIELDS)? {
+        for key in doc.keys(&map) {
+            if let Some((value, obj)) = doc.get(&map, key.as_str())? {
+                let kind = schema.field(&record_type, &key).map(|f| &f.kind);
+                let value = decode(doc, &key, value, &obj, kind)?;
+                fields.insert(key, value);
+            }
+        }
+    }
+    let (updated_at, updated_by) = latest_change(doc).unwrap_or((created_at, created_by));
+    Ok(Record {
+        id,
+        record_type,
+        fields,
+        created_at,
+        created_by,
+        updated_at,
+        updated_by,
+        deleted,
+    })
+}
+
+/// Time and device of the newest change among the document's heads. Replicas holding the same
+/// changes have the same heads, so they agree on this.
+fn latest_change(doc: &Automerge) -> Option<(DateTime<Utc>, DeviceId)> {
+    doc.get_heads()
+        .iter()
+        .filter_map(|h| doc.get_change_meta_by_hash(h))
+        .map(|m| (m.timestamp, DeviceId::from_actor_bytes(m.actor.to_bytes())))
+        .max()
+        .and_then(|(ms, device)| Some((millis(ms)?, device)))
+}
+
+fn wrong(field: &str, expected: &'static str, found: impl std::fmt::Debug) -> DocError {
+    let mut found = format!("{found:?}");
+    found.truncate(80);
+    DocError::WrongKind {
+        field: field.to_string(),
+        expected,
+        found,
+    }
+}
+
+/// Decodes one stored field value, checking it against the declared kind when there is one.
+pub(crate) fn decode(
+    doc: &Automerge,
+    field: &str,
+    value: automerge::Value<'_>,
+    obj: &ObjId,
+    kind: Option<&FieldKind>,
+) -> Result<Value, DocError> {
+    let expected = kind.map_or("a known kind", FieldKind::name);
+    let decoded = match value {
+        automerge::Value::Object(ObjType::Text) => Value::LongText(doc.text(obj)?),
+        automerge::Value::Object(ObjType::List) => {
+            let mut items = Vec::new();
+            for item in doc.list_range(obj, ..) {
+                match item.value {
+                    automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) => {
+                        let s = s.to_string();
+                        if !items.contains(&s) {
+                            items.push(s);
+                        }
+                    }
+                    other => return Err(wrong(field, expected, other)),
+                }
+            }
+            match kind {
+                Some(FieldKind::Links(_)) => Value::Links(
+                    items
+                        .iter()
+                        .map(|s| s.parse().map_err(|_| wrong(field, expected, s)))
+                        .collect::<Result<_, _>>()?,
+                ),
+                _ => Value::List(items),
+            }
+        }
+        automerge::Value::Object(other) => return Err(wrong(field, expected, other)),
+        automerge::Value::Scalar(s) => decode_scalar(field, &s, kind)?,
+    };
+    match kind {
+        Some(kind) if !kind.accepts(&decoded) => Err(wrong(field, expected, decoded)),
+        _ => Ok(decoded),
+    }
+}
+
+fn decode_scalar(
+    field: &str,
+    s: &ScalarValue,
+    kind: Option<&FieldKind>,
+) -> Result<Value, DocError> {
+    let expected = kind.map_or("a known kind", FieldKind::name);
+    let bad = || wrong(field, expected, s);
+    Ok(match (s, kind) {
+        (ScalarValue::Str(text), Some(FieldKind::Enum(_))) => Value::Enum(text.to_string()),
+        (ScalarValue::Str(text), Some(FieldKind::Date)) => Value::Date(
+            NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| bad())?,
+        ),
+        (ScalarValue::Str(text), Some(FieldKind::Link(_))) => {
+            Value::Link(text.parse().map_err(|_| bad())?)
+        }
+        (ScalarValue::Str(text), _) => Value::Text(text.to_string()),
+        (ScalarValue::Int(i), _) => Value::Int(*i),
+        (ScalarValue::Uint(u), _) => Value::Int(i64::try_from(*u).map_err(|_| bad())?),
+        (ScalarValue::Boolean(b), _) => Value::Bool(*b),
+        (ScalarValue::Timestamp(ms), _) => Value::Timestamp(millis(*ms).ok_or_else(bad)?),
+        (ScalarValue::Bytes(b), _) if b.len() == 12 && b[0] == MONEY_TAG => {
+            let code = std::str::from_utf8(&b[1..4]).map_err(|_| bad())?;
+            let currency = Currency::new(code).map_err(|_| bad())?;
+            let mut minor = [0u8; 8];
+            minor.copy_from_slice(&b[4..12]);
+            Value::Money(Money {
+                minor: i64::from_be_bytes(minor),
+                currency,
+            })
+        }
+        (ScalarValue::Bytes(b), _) if b.first() == Some(&LINES_TAG) => {
+            let lines: Vec<OrderLine> = postcard::from_bytes(&b[1..]).map_err(|_| bad())?;
+            Value::Lines(lines)
+        }
+        _ => return Err(bad()),
+    })
+}

@@ -1,0 +1,281 @@
+//! The store: redb tables holding Automerge documents, materialized rows, heads and the local
+//! change log. The source of truth; every write is one redb transaction.
+
+mod merge;
+mod tables;
+mod write;
+
+use std::path::Path;
+
+use automerge::{Automerge, ChangeHash};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use uuid::Uuid;
+
+use crate::error::{Error, Result, StoreError};
+use crate::events::{ChangeEvent, ChangeKind};
+use crate::model::{Customizations, DeviceId, Record, RecordId, RecordType};
+use tables::{BY_TYPE, DOC_CHANGES, DOCS, HEADS, LOG, META, ROWS};
+
+/// On-disk format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+const META_FORMAT: &str = "format";
+const META_DEVICE: &str = "device";
+const META_WORKSPACE: &str = "workspace";
+const META_SCHEMA: &str = "schema";
+
+/// Tuning of the store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Appended change chunks per record before they are folded into its document (default 32).
+    pub compaction_threshold: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            compaction_threshold: 32,
+        }
+    }
+}
+
+/// Storage of one replica.
+pub struct Store {
+    db: Database,
+    device: DeviceId,
+    workspace: Uuid,
+    options: StoreOptions,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("device", &self.device)
+            .field("workspace", &self.workspace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens the database file, creating it (with a new device id) if it does not exist.
+    pub fn open(path: &Path, options: StoreOptions) -> Result<Self> {
+        let db = if path.exists() {
+            Database::open(path)?
+        } else {
+            Database::create(path)?
+        };
+        Self::init(db, options)
+    }
+
+    /// A store held in memory only (tests, scratch replicas).
+    pub fn in_memory(options: StoreOptions) -> Result<Self> {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
+        Self::init(db, options)
+    }
+
+    fn init(db: Database, options: StoreOptions) -> Result<Self> {
+        let txn = db.begin_write()?;
+        let (device, workspace) = {
+            // Create every table so readers never meet a missing one.
+            txn.open_table(DOCS)?;
+            txn.open_table(DOC_CHANGES)?;
+            txn.open_table(ROWS)?;
+            txn.open_table(HEADS)?;
+            txn.open_table(LOG)?;
+            txn.open_table(BY_TYPE)?;
+            let mut meta = txn.open_table(META)?;
+            let format = meta.get(META_FORMAT)?.map(|v| v.value().to_vec());
+            match format {
+                None => {
+                    meta.insert(META_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())?;
+                }
+                Some(bytes) => {
+                    let found = <[u8; 4]>::try_from(bytes.as_slice())
+                        .map(u32::from_le_bytes)
+                        .map_err(|_| Error::corrupt("format version", "not 4 bytes"))?;
+                    if found > FORMAT_VERSION {
+                        return Err(StoreError::NewerFormat {
+                            found,
+                            supported: FORMAT_VERSION,
+                        }
+                        .into());
+                    }
+                }
+            }
+            let stored = meta.get(META_DEVICE)?.map(|v| v.value().to_vec());
+            let device = match stored {
+                Some(bytes) => DeviceId(
+                    bytes
+                        .try_into()
+                        .map_err(|_| Error::corrupt("device id", "not 16 bytes"))?,
+                ),
+                None => {
+                    let device = DeviceId::random();
+                    meta.insert(META_DEVICE, device.0.as_slice())?;
+                    device
+                }
+            };
+            let stored = meta.get(META_WORKSPACE)?.map(|v| v.value().to_vec());
+            let workspace = match stored {
+                Some(bytes) => Uuid::from_slice(&bytes)
+                    .map_err(|_| Error::corrupt("workspace id", "not 16 bytes"))?,
+                None => {
+                    let workspace = Uuid::new_v4();
+                    meta.insert(META_WORKSPACE, workspace.as_bytes().as_slice())?;
+                    workspace
+                }
+            };
+            (device, workspace)
+        };
+        txn.commit()?;
+        Ok(Self {
+            db,
+            device,
+            workspace,
+            options,
+        })
+    }
+
+    /// This replica's device id (its Automerge actor).
+    pub fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    /// The workspace this replica belongs to.
+    pub fn workspace(&self) -> Uuid {
+        self.workspace
+    }
+
+    /// The app's schema customizations, if any were saved.
+    pub fn load_customizations(&self) -> Result<Option<Customizations>> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let Some(bytes) = meta.get(META_SCHEMA)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(bytes.value())
+            .map(Some)
+            .map_err(|e| Error::corrupt("schema", e))
+    }
+
+    /// Saves the app's schema customizations.
+    pub fn save_customizations(&self, customizations: &Customizations) -> Result<()> {
+        let bytes = serde_json::to_vec(customizations)?;
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert(META_SCHEMA, bytes.as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// The materialized record, including tombstoned ones.
+    pub fn get(&self, id: RecordId) -> Result<Option<Record>> {
+        let txn = self.db.begin_read()?;
+        let rows = txn.open_table(ROWS)?;
+        let key = id.as_u128();
+        rows.get(key)?
+            .map(|bytes| tables::decode_row(key, bytes.value()))
+            .transpose()
+    }
+
+    /// The record's Automerge document.
+    pub fn doc(&self, id: RecordId) -> Result<Option<Automerge>> {
+        let txn = self.db.begin_read()?;
+        let docs = txn.open_table(DOCS)?;
+        let changes = txn.open_table(DOC_CHANGES)?;
+        Ok(tables::load_doc(&docs, &changes, id)?.map(|(doc, _)| doc))
+    }
+
+    /// The record's current Automerge heads (empty if the record is unknown here).
+    pub fn heads(&self, id: RecordId) -> Result<Vec<ChangeHash>> {
+        let txn = self.db.begin_read()?;
+        let heads = txn.open_table(HEADS)?;
+        match heads.get(id.as_u128())? {
+            Some(bytes) => tables::decode_heads(bytes.value()),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Every record id with its heads, in id order (what sync reconciles).
+    pub fn all_heads(&self) -> Result<Vec<(RecordId, Vec<ChangeHash>)>> {
+        let txn = self.db.begin_read()?;
+        let heads = txn.open_table(HEADS)?;
+        let mut out = Vec::with_capacity(heads.len()? as usize);
+        for entry in heads.iter()? {
+            let (k, v) = entry?;
+            out.push((RecordId::from_u128(k.value()), tables::decode_heads(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Visits the live records of a type in id (creation) order until `visit` returns false.
+    pub fn scan_type(
+        &self,
+        record_type: &RecordType,
+        mut visit: impl FnMut(Record) -> bool,
+    ) -> Result<()> {
+        let txn = self.db.begin_read()?;
+        let by_type = txn.open_table(BY_TYPE)?;
+        let rows = txn.open_table(ROWS)?;
+        let name = record_type.as_str();
+        for entry in by_type.range((name, 0u128)..=(name, u128::MAX))? {
+            let (key, _) = entry?;
+            let id = key.value().1;
+            let Some(bytes) = rows.get(id)? else {
+                return Err(Error::corrupt(
+                    format!("type index of {}", RecordId::from_u128(id)),
+                    "row missing",
+                ));
+            };
+            if !visit(tables::decode_row(id, bytes.value())?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of live records of a type.
+    pub fn count_type(&self, record_type: &RecordType) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        let by_type = txn.open_table(BY_TYPE)?;
+        let name = record_type.as_str();
+        let mut n = 0;
+        for entry in by_type.range((name, 0u128)..=(name, u128::MAX))? {
+            entry?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The newest local log sequence number (0 when nothing was written).
+    pub fn last_seq(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        let log = txn.open_table(LOG)?;
+        Ok(log.last()?.map_or(0, |(k, _)| k.value()))
+    }
+
+    /// Log entries after `seq`, oldest first, at most `limit`.
+    pub fn changes_since(&self, seq: u64, limit: usize) -> Result<Vec<ChangeEvent>> {
+        let txn = self.db.begin_read()?;
+        let log = txn.open_table(LOG)?;
+        let rows = txn.open_table(ROWS)?;
+        let mut out = Vec::new();
+        for entry in log.range(seq.saturating_add(1)..)?.take(limit) {
+            let (k, v) = entry?;
+            let (id, code) = v.value();
+            let kind = ChangeKind::from_code(code)
+                .ok_or_else(|| Error::corrupt(format!("log entry {}", k.value()), "unknown kind"))?;
+            let record_type = match rows.get(id)? {
+                Some(bytes) => tables::decode_row(id, bytes.value())?.record_type,
+                None => return Err(Error::corrupt(format!("log entry {}", k.value()), "row missing")),
+            };
+            out.push(ChangeEvent {
+                seq: k.value(),
+                id: RecordId::from_u128(id),
+                record_type,
+                kind,
+            });
+        }
+        Ok(out)
+    }
+}

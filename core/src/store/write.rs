@@ -1,0 +1,365 @@
+//! Local writes: create, update, delete and restore, each one redb transaction.
+
+use std::collections::HashMap;
+
+use automerge::{Automerge, ChangeHash};
+use chrono::{DateTime, Utc};
+use redb::{ReadableTable, Table, WriteTransaction};
+
+use super::Store;
+use super::tables::{self, BY_TYPE, DOC_CHANGES, DOCS, HEADS, LOG, ROWS};
+use crate::doc;
+use crate::error::{Error, Result};
+use crate::events::{ChangeEvent, ChangeKind};
+use crate::model::{
+    FieldKind, FieldOp, NewRecord, Patch, Reason, Record, RecordId, RecordType, Schema,
+    ValidationError, Value, normalize, validate_record,
+};
+
+/// The tables of one write transaction.
+pub(super) struct WriteCtx<'t> {
+    pub docs: Table<'t, u128, &'static [u8]>,
+    pub changes: Table<'t, (u128, u32), &'static [u8]>,
+    pub rows: Table<'t, u128, &'static [u8]>,
+    heads: Table<'t, u128, &'static [u8]>,
+    log: Table<'t, u64, (u128, u8)>,
+    by_type: Table<'t, (&'static str, u128), ()>,
+    next_seq: u64,
+    compaction_threshold: u32,
+}
+
+/// How a document reached this write: brand new (with the bytes to store), or loaded with its
+/// heads before the write and its count of appended change chunks.
+pub(super) enum Origin {
+    New(Vec<u8>),
+    Loaded { heads: Vec<ChangeHash>, pending: u32 },
+}
+
+impl<'t> WriteCtx<'t> {
+    pub fn open(txn: &'t WriteTransaction, compaction_threshold: u32) -> Result<Self> {
+        let log = txn.open_table(LOG)?;
+        let next_seq = log.last()?.map_or(0, |(k, _)| k.value()) + 1;
+        Ok(Self {
+            docs: txn.open_table(DOCS)?,
+            changes: txn.open_table(DOC_CHANGES)?,
+            rows: txn.open_table(ROWS)?,
+            heads: txn.open_table(HEADS)?,
+            log,
+            by_type: txn.open_table(BY_TYPE)?,
+            next_seq,
+            compaction_threshold,
+        })
+    }
+
+    pub fn row(&self, id: RecordId) -> Result<Option<Record>> {
+        let key = id.as_u128();
+        self.rows
+            .get(key)?
+            .map(|b| tables::decode_row(key, b.value()))
+            .transpose()
+    }
+
+    pub fn load(&self, id: RecordId) -> Result<Option<(Automerge, u32)>> {
+        tables::load_doc(&self.docs, &self.changes, id)
+    }
+
+    /// Stores a document's new state, its row, heads and type-index entry, and logs the write.
+    pub fn persist(
+        &mut self,
+        doc: &Automerge,
+        origin: Origin,
+        record: &Record,
+        kind: ChangeKind,
+    ) -> Result<ChangeEvent> {
+        let key = record.id.as_u128();
+        match origin {
+            Origin::New(bytes) => {
+                self.docs.insert(key, bytes.as_slice())?;
+            }
+            Origin::Loaded { pending, .. } if pending + 1 >= self.compaction_threshold => {
+                self.docs.insert(key, doc.save().as_slice())?;
+                for n in 0..pending {
+                    self.changes.remove((key, n))?;
+                }
+            }
+            Origin::Loaded { heads, pending } => {
+                self.changes
+                    .insert((key, pending), doc.save_after(&heads).as_slice())?;
+            }
+        }
+        self.rows
+            .insert(key, tables::encode_row(record).as_slice())?;
+        self.heads
+            .insert(key, tables::encode_heads(&doc.get_heads()).as_slice())?;
+        let type_key = (record.record_type.as_str(), key);
+        if record.deleted {
+            self.by_type.remove(type_key)?;
+        } else {
+            self.by_type.insert(type_key, ())?;
+        }
+        let seq = self.next_seq;
+        self.log.insert(seq, (key, kind.code()))?;
+        self.next_seq += 1;
+        Ok(ChangeEvent {
+            seq,
+            id: record.id,
+            record_type: record.record_type.clone(),
+            kind,
+        })
+    }
+}
+
+/// Now, truncated to the millisecond precision that documents and rows store.
+pub(crate) fn now_ms() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+fn field_kind<'s>(
+    schema: &'s Schema,
+    record_type: &RecordType,
+    field: &str,
+) -> Result<&'s FieldKind, ValidationError> {
+    schema
+        .field(record_type, field)
+        .map(|f| &f.kind)
+        .ok_or_else(|| ValidationError::field(record_type, field, Reason::UnknownField))
+}
+
+/// Brings each op's value into the shape its field stores, refusing ops that do not fit.
+fn normalize_ops(
+    schema: &Schema,
+    record_type: &RecordType,
+    patch: &Patch,
+) -> Result<Vec<FieldOp>, ValidationError> {
+    let mut out = Vec::with_capacity(patch.ops.len());
+    for op in &patch.ops {
+        let kind = field_kind(schema, record_type, op.field())?;
+        let wrong = |got: &'static str| {
+            ValidationError::field(
+                record_type,
+                op.field(),
+                Reason::WrongKind {
+                    expected: kind.name(),
+                    got,
+                },
+            )
+        };
+        out.push(match op {
+            FieldOp::Set { field, value } => FieldOp::Set {
+                field: field.clone(),
+                value: normalize(kind, value.clone()),
+            },
+            FieldOp::SpliceText { .. } if *kind != FieldKind::LongText => {
+                return Err(wrong("a text edit"));
+            }
+            FieldOp::AddItem { field, item } | FieldOp::RemoveItem { field, item } => {
+                let item = match (kind, item) {
+                    (FieldKind::List | FieldKind::Emails, Value::Text(s)) => Value::Text(s.clone()),
+                    (FieldKind::Links(_), Value::Link(id)) => Value::Link(*id),
+                    (FieldKind::Links(_), Value::Text(s)) => {
+                        Value::Link(s.parse().map_err(|_| wrong("text that is not an id"))?)
+                    }
+                    (_, other) => return Err(wrong(other.kind_name())),
+                };
+                if matches!(op, FieldOp::AddItem { .. }) {
+                    FieldOp::AddItem {
+                        field: field.clone(),
+                        item,
+                    }
+                } else {
+                    FieldOp::RemoveItem {
+                        field: field.clone(),
+                        item,
+                    }
+                }
+            }
+            other => other.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Applies ops to a copy of the fields, to validate the outcome before touching the document.
+fn preview(
+    record_type: &RecordType,
+    fields: &mut std::collections::BTreeMap<String, Value>,
+    ops: &[FieldOp],
+) -> Result<(), ValidationError> {
+    for op in ops {
+        match op {
+            FieldOp::Set { field, value } => {
+                fields.insert(field.clone(), value.clone());
+            }
+            FieldOp::Unset { field } => {
+                fields.remove(field);
+            }
+            FieldOp::SpliceText {
+                field,
+                index,
+                delete,
+                insert,
+            } => {
+                let text = match fields.get(field) {
+                    Some(Value::LongText(t)) => t.clone(),
+                    _ => String::new(),
+                };
+                let chars: Vec<char> = text.chars().collect();
+                if *index > chars.len() {
+                    return Err(ValidationError::field(
+                        record_type,
+                        field,
+                        Reason::Unparsable {
+                            value: format!("position {index} of {} characters", chars.len()),
+                            kind: "text position",
+                        },
+                    ));
+                }
+                let end = (*index + *delete).min(chars.len());
+                let mut out: String = chars[..*index].iter().collect();
+                out.push_str(insert);
+                out.extend(&chars[end..]);
+                fields.insert(field.clone(), Value::LongText(out));
+            }
+            FieldOp::AddItem { field, item } => match (fields.get_mut(field), item) {
+                (Some(Value::List(items)), Value::Text(s)) => {
+                    if !items.contains(s) {
+                        items.push(s.clone());
+                    }
+                }
+                (Some(Value::Links(ids)), Value::Link(id)) => {
+                    if !ids.contains(id) {
+                        ids.push(*id);
+                    }
+                }
+                (_, Value::Text(s)) => {
+                    fields.insert(field.clone(), Value::List(vec![s.clone()]));
+                }
+                (_, Value::Link(id)) => {
+                    fields.insert(field.clone(), Value::Links(vec![*id]));
+                }
+                _ => {}
+            },
+            FieldOp::RemoveItem { field, item } => match (fields.get_mut(field), item) {
+                (Some(Value::List(items)), Value::Text(s)) => items.retain(|i| i != s),
+                (Some(Value::Links(ids)), Value::Link(id)) => ids.retain(|i| i != id),
+                _ => {}
+            },
+        }
+    }
+    // An emptied list reads back as an empty list; keep it so preview matches the document.
+    Ok(())
+}
+
+impl Store {
+    /// Runs `f` in one write transaction, committed (durably) only if it returns Ok.
+    pub(super) fn write<T>(&self, f: impl FnOnce(&mut WriteCtx<'_>) -> Result<T>) -> Result<T> {
+        let txn = self.db.begin_write()?;
+        let out = {
+            let mut ctx = WriteCtx::open(&txn, self.options.compaction_threshold)?;
+            f(&mut ctx)?
+        };
+        txn.commit()?;
+        Ok(out)
+    }
+
+    /// Validates and creates records in one transaction; links may point at records of the
+    /// same batch. Either all are stored or none.
+    pub fn create_many(&self, schema: &Schema, records: Vec<NewRecord>) -> Result<Vec<ChangeEvent>> {
+        let now = now_ms();
+        let device = self.device;
+        let batch_types: HashMap<RecordId, RecordType> = records
+            .iter()
+            .filter_map(|r| r.id.map(|id| (id, r.record_type.clone())))
+            .collect();
+        self.write(|ctx| {
+            let mut events = Vec::with_capacity(records.len());
+            let mut minted: HashMap<RecordId, RecordType> = HashMap::new();
+            for new in records {
+                let id = new.id.unwrap_or_default();
+                if ctx.rows.get(id.as_u128())?.is_some() || minted.contains_key(&id) {
+                    return Err(Error::AlreadyExists(id));
+                }
+                let mut fields = new.fields;
+                {
+                    let lookup = |target: RecordId| {
+                        batch_types
+                            .get(&target)
+                            .cloned()
+                            .or_else(|| ctx.row(target).ok().flatten().filter(|r| !r.deleted).map(|r| r.record_type))
+                    };
+                    validate_record(schema, &new.record_type, &mut fields, None, &lookup)?;
+                }
+                let doc = doc::create(device, &new.record_type, &fields, now)
+                    .map_err(Error::doc(id))?;
+                let bytes = doc
+                    .get_last_local_change()
+                    .map(|c| c.raw_bytes().to_vec())
+                    .unwrap_or_else(|| doc.save());
+                let record = Record {
+                    id,
+                    record_type: new.record_type,
+                    fields,
+                    created_at: now,
+                    created_by: device,
+                    updated_at: now,
+                    updated_by: device,
+                    deleted: false,
+                };
+                minted.insert(id, record.record_type.clone());
+                events.push(ctx.persist(&doc, Origin::New(bytes), &record, ChangeKind::Created)?);
+            }
+            Ok(events)
+        })
+    }
+
+    /// Applies a patch to a live record as one change.
+    pub fn update(&self, schema: &Schema, id: RecordId, patch: &Patch) -> Result<(Record, ChangeEvent)> {
+        let now = now_ms();
+        let device = self.device;
+        self.write(|ctx| {
+            let row = ctx.row(id)?.ok_or(Error::NotFound(id))?;
+            if row.deleted {
+                return Err(Error::Deleted(id));
+            }
+            let ops = normalize_ops(schema, &row.record_type, patch)?;
+            let mut fields = row.fields.clone();
+            preview(&row.record_type, &mut fields, &ops)?;
+            let touched: Vec<String> = ops.iter().map(|op| op.field().to_string()).collect();
+            {
+                let lookup = |target: RecordId| {
+                    ctx.row(target).ok().flatten().filter(|r| !r.deleted).map(|r| r.record_type)
+                };
+                validate_record(schema, &row.record_type, &mut fields, Some(&touched), &lookup)?;
+            }
+            let (mut doc, pending) = ctx
+                .load(id)?
+                .ok_or_else(|| Error::corrupt(format!("record {id}"), "row without document"))?;
+            let heads = doc.get_heads();
+            doc::apply_ops(&mut doc, device, &ops, now).map_err(Error::doc(id))?;
+            let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
+            let event = ctx.persist(&doc, Origin::Loaded { heads, pending }, &record, ChangeKind::Updated)?;
+            Ok((record, event))
+        })
+    }
+
+    /// Deletes (tombstones) or restores a record. Doing what is already done changes nothing.
+    pub fn set_deleted(&self, schema: &Schema, id: RecordId, deleted: bool) -> Result<Option<ChangeEvent>> {
+        let now = now_ms();
+        let device = self.device;
+        self.write(|ctx| {
+            let row = ctx.row(id)?.ok_or(Error::NotFound(id))?;
+            if row.deleted == deleted {
+                return Ok(None);
+            }
+            let (mut doc, pending) = ctx
+                .load(id)?
+                .ok_or_else(|| Error::corrupt(format!("record {id}"), "row without document"))?;
+            let heads = doc.get_heads();
+            doc::set_deleted(&mut doc, device, deleted, now).map_err(Error::doc(id))?;
+            let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
+            let kind = if deleted { ChangeKind::Deleted } else { ChangeKind::Restored };
+            ctx.persist(&doc, Origin::Loaded { heads, pending }, &record, kind).map(Some)
+        })
+    }
+}
