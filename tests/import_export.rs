@@ -1,0 +1,1 @@
+//! import_export tests.

@@ -1,0 +1,8 @@
+//! Integration tests of the crmsync core, through its public API. One binary, many modules.
+
+mod common;
+mod convergence;
+mod corrupt;
+mod crash;
+mod engine;
+mod import_export;
