@@ -72,6 +72,9 @@ pub enum Error {
     /// The storage layer failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Text that should be money is not.
+    #[error(transparent)]
+    Money(#[from] crate::model::MoneyParseError),
     /// A record's Automerge document is unreadable, or changes for it were refused.
     #[error("record {id}: {source}")]
     Doc {
