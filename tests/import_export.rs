@@ -1,1 +1,1 @@
-//! import_export tests.
+//! CSV import and export, JSON export.
