@@ -181,7 +181,10 @@ pub fn check_value(
         }
         (FieldKind::Emails, Value::List(items)) => {
             for item in items {
-                if !email_address::EmailAddress::is_valid(item) || !item.contains('.') {
+                // The crate follows RFC 5322, which allows dotless domains; a CRM address
+                // without a dot in its domain is a typo, so it is refused too.
+                let dotted = item.rsplit_once('@').is_some_and(|(_, d)| d.contains('.'));
+                if !email_address::EmailAddress::is_valid(item) || !dotted {
                     return fail(Reason::BadEmail(item.clone()));
                 }
             }
