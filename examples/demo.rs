@@ -23,7 +23,11 @@ fn main() -> anyhow::Result<()> {
         std::fs::remove_file(&path).with_context(|| format!("removing old {}", path.display()))?;
     }
     let engine = Engine::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    println!("database: {} (device {})", path.display(), engine.device_id());
+    println!(
+        "database: {} (device {})",
+        path.display(),
+        engine.device_id()
+    );
 
     // 1. Import. Two contact rows are bad on purpose: they are reported, the rest is stored.
     let options = ImportOptions::default();
@@ -40,18 +44,47 @@ fn main() -> anyhow::Result<()> {
 
     // 2. Deals across the pipeline, linked to the imported companies.
     let by_name = |name: &str| -> anyhow::Result<crmsync::RecordId> {
-        let found = engine.list(
-            &ListQuery::new(RecordType::Company).filter("name", FilterOp::Eq, name),
-        )?;
+        let found =
+            engine.list(&ListQuery::new(RecordType::Company).filter("name", FilterOp::Eq, name))?;
         Ok(found.first().context("company imported")?.id)
     };
     let deals = [
-        ("Acme line 4 automation", "Acme Robotics", "240000.00 USD", "proposal"),
-        ("Acme spare parts", "Acme Robotics", "18000.00 USD", "closed_won"),
-        ("Nordwind fleet tracking", "Nordwind Logistik GmbH", "95000.00 EUR", "qualification"),
-        ("中关村 data platform", "北京科技有限公司", "680000.00 CNY", "negotiation"),
-        ("Kestrel pilot", "Kestrel Health", "30000.00 GBP", "prospecting"),
-        ("Verde POS rollout", "Verde Foods", "52000.00 BRL", "closed_lost"),
+        (
+            "Acme line 4 automation",
+            "Acme Robotics",
+            "240000.00 USD",
+            "proposal",
+        ),
+        (
+            "Acme spare parts",
+            "Acme Robotics",
+            "18000.00 USD",
+            "closed_won",
+        ),
+        (
+            "Nordwind fleet tracking",
+            "Nordwind Logistik GmbH",
+            "95000.00 EUR",
+            "qualification",
+        ),
+        (
+            "中关村 data platform",
+            "北京科技有限公司",
+            "680000.00 CNY",
+            "negotiation",
+        ),
+        (
+            "Kestrel pilot",
+            "Kestrel Health",
+            "30000.00 GBP",
+            "prospecting",
+        ),
+        (
+            "Verde POS rollout",
+            "Verde Foods",
+            "52000.00 BRL",
+            "closed_lost",
+        ),
     ];
     let mut deal_ids = Vec::new();
     for (name, company, amount, stage) in deals {
@@ -68,7 +101,10 @@ fn main() -> anyhow::Result<()> {
 
     // 3. Edits: move a deal forward, tag it, log a meeting note and edit the note in place.
     let nordwind = deal_ids[2];
-    engine.update(nordwind, Patch::new().set("stage", "proposal").add_tag("rfp"))?;
+    engine.update(
+        nordwind,
+        Patch::new().set("stage", "proposal").add_tag("rfp"),
+    )?;
     engine.update(
         nordwind,
         Patch::new()
@@ -79,7 +115,10 @@ fn main() -> anyhow::Result<()> {
         NewRecord::new(RecordType::Activity)
             .with("kind", "meeting")
             .with("subject", "Fleet tracking workshop")
-            .with("body", Value::LongText("Jonas wants a quote next week.".into()))
+            .with(
+                "body",
+                Value::LongText("Jonas wants a quote next week.".into()),
+            )
             .with("related", Value::Links(vec![nordwind])),
     )?;
     engine.update(note.id, Patch::new().splice_text("body", 6, 5, "asked for"))?;
@@ -97,14 +136,20 @@ fn main() -> anyhow::Result<()> {
         } else {
             format!("set {}", change.fields.join(", "))
         };
-        println!("    {} by {}: {what}", change.at.format("%H:%M:%S%.3f"), change.by);
+        println!(
+            "    {} by {}: {what}",
+            change.at.format("%H:%M:%S%.3f"),
+            change.by
+        );
     }
     let first = engine.history(nordwind)?.remove(0).version;
     let then = engine.get_at(nordwind, &first)?;
     println!(
         "  as first created: stage {}, amount {}",
         then.text("stage").unwrap_or("-"),
-        then.get("amount").map(crmsync::model::format_value).unwrap_or_default()
+        then.get("amount")
+            .map(crmsync::model::format_value)
+            .unwrap_or_default()
     );
     let note = engine.get(note.id)?.context("note exists")?;
     println!("\nnote: {}", note.text("body").unwrap_or_default());
@@ -131,7 +176,12 @@ fn main() -> anyhow::Result<()> {
             .into_iter()
             .map(|(code, minor)| Money::new(minor, &code).map(|m| m.to_string()))
             .collect::<Result<_, _>>()?;
-        println!("  {:<14} {} deal(s), {}", stage.name, deals.len(), totals.join(" + "));
+        println!(
+            "  {:<14} {} deal(s), {}",
+            stage.name,
+            deals.len(),
+            totals.join(" + ")
+        );
         for d in deals {
             println!("      - {}", d.title());
         }

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use crmsync::{
-    ChangeKind, Engine, Error, FieldDef, FieldKind, FilterOp, ListQuery, NewRecord, Patch,
-    Reason, RecordType, SortOrder, Value,
+    ChangeKind, Engine, Error, FieldDef, FieldKind, FilterOp, ListQuery, NewRecord, Patch, Reason,
+    RecordType, SortOrder, Value,
 };
 
 use crate::common::{company, engine, money, sync};
@@ -49,7 +49,10 @@ fn create_get_update_round_trip_every_value_kind() {
     let got = e.get(deal.id).unwrap().unwrap();
     assert_eq!(got, deal);
     assert_eq!(got.get("stage"), Some(&Value::Enum("proposal".into())));
-    assert_eq!(got.get("amount"), Some(&Value::Money(money("12000.50 EUR"))));
+    assert_eq!(
+        got.get("amount"),
+        Some(&Value::Money(money("12000.50 EUR")))
+    );
 
     let updated = e
         .update(
@@ -82,7 +85,10 @@ fn create_get_update_round_trip_every_value_kind() {
 fn validation_names_type_field_and_reason_and_writes_nothing() {
     let e = engine();
     let err = validation(e.create(NewRecord::new(RecordType::Company)).unwrap_err());
-    assert_eq!((err.record_type.as_str(), err.field.as_deref()), ("company", Some("name")));
+    assert_eq!(
+        (err.record_type.as_str(), err.field.as_deref()),
+        ("company", Some("name"))
+    );
     assert_eq!(err.reason, Reason::Required);
 
     let err = validation(
@@ -113,14 +119,22 @@ fn validation_names_type_field_and_reason_and_writes_nothing() {
     assert!(matches!(err.reason, Reason::NotInEnum { .. }), "{err}");
 
     let err = validation(
-        e.create(NewRecord::new(RecordType::Company).with("name", "A").with("colour", "red"))
-            .unwrap_err(),
+        e.create(
+            NewRecord::new(RecordType::Company)
+                .with("name", "A")
+                .with("colour", "red"),
+        )
+        .unwrap_err(),
     );
     assert_eq!(err.reason, Reason::UnknownField);
 
     let err = validation(
-        e.create(NewRecord::new(RecordType::Company).with("name", "A").with("employee_count", "many"))
-            .unwrap_err(),
+        e.create(
+            NewRecord::new(RecordType::Company)
+                .with("name", "A")
+                .with("employee_count", "many"),
+        )
+        .unwrap_err(),
     );
     assert!(matches!(err.reason, Reason::WrongKind { .. }), "{err}");
 
@@ -128,8 +142,12 @@ fn validation_names_type_field_and_reason_and_writes_nothing() {
         .create(NewRecord::new(RecordType::Contact).with("first_name", "Cy"))
         .unwrap();
     let err = validation(
-        e.create(NewRecord::new(RecordType::Deal).with("name", "D").with("company", person.id))
-            .unwrap_err(),
+        e.create(
+            NewRecord::new(RecordType::Deal)
+                .with("name", "D")
+                .with("company", person.id),
+        )
+        .unwrap_err(),
     );
     assert!(matches!(err.reason, Reason::WrongLinkType { .. }), "{err}");
 
@@ -161,18 +179,30 @@ fn custom_fields_and_types_are_declared_validated_and_persisted() {
         .unwrap();
         let fields = [
             ("name".to_string(), FieldDef::required(FieldKind::Text)),
-            ("visited_on".to_string(), FieldDef::optional(FieldKind::Date)),
+            (
+                "visited_on".to_string(),
+                FieldDef::optional(FieldKind::Date),
+            ),
         ]
         .into_iter()
         .collect();
         e.define_type("site_visit", fields).unwrap();
-        assert!(e
-            .define_field(&RecordType::Company, "name", FieldDef::optional(FieldKind::Bool))
-            .is_err());
+        assert!(
+            e.define_field(
+                &RecordType::Company,
+                "name",
+                FieldDef::optional(FieldKind::Bool)
+            )
+            .is_err()
+        );
     }
     let e = Engine::open(&path).unwrap();
     let c = e
-        .create(NewRecord::new(RecordType::Company).with("name", "A").with("vat_number", "DE123"))
+        .create(
+            NewRecord::new(RecordType::Company)
+                .with("name", "A")
+                .with("vat_number", "DE123"),
+        )
         .unwrap();
     assert_eq!(c.text("vat_number"), Some("DE123"));
     let visit_type = RecordType::from("site_visit");
@@ -180,7 +210,10 @@ fn custom_fields_and_types_are_declared_validated_and_persisted() {
         .create(
             NewRecord::new(visit_type.clone())
                 .with("name", "Plant tour")
-                .with("visited_on", chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap()),
+                .with(
+                    "visited_on",
+                    chrono::NaiveDate::from_ymd_opt(2026, 5, 1).unwrap(),
+                ),
         )
         .unwrap();
     assert_eq!(e.get(v.id).unwrap().unwrap().record_type, visit_type);
@@ -193,7 +226,11 @@ fn delete_hides_the_record_and_restore_brings_it_back() {
     let acme = company(&e, "Acme");
     e.delete(acme).unwrap();
     assert!(e.get(acme).unwrap().is_none());
-    assert!(e.list(&ListQuery::new(RecordType::Company)).unwrap().is_empty());
+    assert!(
+        e.list(&ListQuery::new(RecordType::Company))
+            .unwrap()
+            .is_empty()
+    );
     assert!(matches!(
         e.update(acme, Patch::new().set("name", "B")),
         Err(Error::Deleted(_))
@@ -201,7 +238,10 @@ fn delete_hides_the_record_and_restore_brings_it_back() {
     e.delete(acme).unwrap();
     let back = e.restore(acme).unwrap();
     assert_eq!(back.text("name"), Some("Acme"));
-    assert_eq!(e.list(&ListQuery::new(RecordType::Company)).unwrap().len(), 1);
+    assert_eq!(
+        e.list(&ListQuery::new(RecordType::Company)).unwrap().len(),
+        1
+    );
     let history = e.history(acme).unwrap();
     assert_eq!(history.len(), 3);
     assert_eq!(history[1].deleted, Some(true));
@@ -211,7 +251,13 @@ fn delete_hides_the_record_and_restore_brings_it_back() {
 #[test]
 fn list_filters_sorts_and_pages() {
     let e = engine();
-    let stages = ["prospecting", "proposal", "proposal", "negotiation", "closed_won"];
+    let stages = [
+        "prospecting",
+        "proposal",
+        "proposal",
+        "negotiation",
+        "closed_won",
+    ];
     for (i, stage) in stages.iter().enumerate() {
         e.create(
             NewRecord::new(RecordType::Deal)
@@ -236,7 +282,9 @@ fn list_filters_sorts_and_pages() {
         .unwrap();
     let names: Vec<_> = big_first.iter().map(|r| r.text("name").unwrap()).collect();
     assert_eq!(names, ["Deal 3", "Deal 2"]);
-    let page = e.list(&ListQuery::new(RecordType::Deal).page(3, 10)).unwrap();
+    let page = e
+        .list(&ListQuery::new(RecordType::Deal).page(3, 10))
+        .unwrap();
     assert_eq!(page.len(), 2);
     assert_eq!(page[0].text("name"), Some("Deal 3"));
     let ana = e
@@ -249,9 +297,15 @@ fn list_filters_sorts_and_pages() {
 fn history_lists_changes_and_get_at_reads_the_past() {
     let e = engine();
     let acme = company(&e, "Acme");
-    e.update(acme, Patch::new().set("industry", "Retail")).unwrap();
-    e.update(acme, Patch::new().set("name", "Acme Group").set("phone", "+1 415 555 0000"))
+    e.update(acme, Patch::new().set("industry", "Retail"))
         .unwrap();
+    e.update(
+        acme,
+        Patch::new()
+            .set("name", "Acme Group")
+            .set("phone", "+1 415 555 0000"),
+    )
+    .unwrap();
     let history = e.history(acme).unwrap();
     assert_eq!(history.len(), 3);
     assert!(history[0].created);
@@ -277,20 +331,31 @@ fn subscribers_hear_local_writes_and_merges() {
     sync(&a, &b);
     let events = feed.drain();
     let kinds: Vec<_> = events.iter().map(|ev| (ev.id, ev.kind)).collect();
-    assert_eq!(kinds, [(own, ChangeKind::Created), (acme, ChangeKind::Merged)]);
+    assert_eq!(
+        kinds,
+        [(own, ChangeKind::Created), (acme, ChangeKind::Merged)]
+    );
     assert!(events[0].seq < events[1].seq);
-    assert_eq!(b.changes_since(events[0].seq, 10).unwrap(), events[1..].to_vec());
+    assert_eq!(
+        b.changes_since(events[0].seq, 10).unwrap(),
+        events[1..].to_vec()
+    );
 
     let threaded = b.clone();
     let handle = std::thread::spawn(move || {
-        threaded.update(own, Patch::new().set("industry", "Energy")).unwrap();
+        threaded
+            .update(own, Patch::new().set("industry", "Energy"))
+            .unwrap();
     });
-    let event = feed.recv_timeout(Duration::from_secs(5)).expect("event arrives");
+    let event = feed
+        .recv_timeout(Duration::from_secs(5))
+        .expect("event arrives");
     assert_eq!((event.id, event.kind), (own, ChangeKind::Updated));
     handle.join().unwrap();
     drop(feed);
     // Writes after the subscriber left still succeed.
-    b.update(own, Patch::new().set("industry", "Mining")).unwrap();
+    b.update(own, Patch::new().set("industry", "Mining"))
+        .unwrap();
 }
 
 #[test]
@@ -299,8 +364,16 @@ fn concurrent_edits_merge_and_report_conflicts() {
     let b = engine();
     let acme = company(&a, "Acme");
     sync(&a, &b);
-    a.update(acme, Patch::new().set("industry", "Retail").set("phone", "1")).unwrap();
-    b.update(acme, Patch::new().set("domain", "acme.example").set("phone", "2")).unwrap();
+    a.update(
+        acme,
+        Patch::new().set("industry", "Retail").set("phone", "1"),
+    )
+    .unwrap();
+    b.update(
+        acme,
+        Patch::new().set("domain", "acme.example").set("phone", "2"),
+    )
+    .unwrap();
     sync(&a, &b);
     let (ra, rb) = (a.get(acme).unwrap().unwrap(), b.get(acme).unwrap().unwrap());
     assert_eq!(ra, rb);
@@ -312,7 +385,11 @@ fn concurrent_edits_merge_and_report_conflicts() {
     assert_eq!(conflicts[0].field, "phone");
     let shown = ra.get("phone").unwrap().clone();
     assert_eq!(conflicts[0].value, shown);
-    let other = if shown == Value::Text("1".into()) { "2" } else { "1" };
+    let other = if shown == Value::Text("1".into()) {
+        "2"
+    } else {
+        "1"
+    };
     assert_eq!(conflicts[0].others, [Value::Text(other.into())]);
     // Writing the field again settles the conflict.
     a.update(acme, Patch::new().set("phone", "3")).unwrap();
@@ -328,7 +405,8 @@ fn reopening_a_file_keeps_records_device_and_history() {
         let id = company(&e, "Acme");
         for i in 0..70 {
             // Past the compaction threshold, so the folded document is read back too.
-            e.update(id, Patch::new().set("employee_count", i as i64)).unwrap();
+            e.update(id, Patch::new().set("employee_count", i as i64))
+                .unwrap();
         }
         (id, e.device_id())
     };

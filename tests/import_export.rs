@@ -49,8 +49,12 @@ fn shipped_csv_imports_with_bad_rows_reported_by_line() {
 #[test]
 fn strict_import_stores_nothing_when_a_row_is_bad() {
     let e = engine();
-    e.import_csv(COMPANIES.as_bytes(), &RecordType::Company, &ImportOptions::default())
-        .unwrap();
+    e.import_csv(
+        COMPANIES.as_bytes(),
+        &RecordType::Company,
+        &ImportOptions::default(),
+    )
+    .unwrap();
     let err = e
         .import_csv(
             CONTACTS.as_bytes(),
@@ -134,8 +138,12 @@ fn csv_export_imports_back_to_the_same_values() {
 #[test]
 fn json_export_writes_natural_values() {
     let e = engine();
-    e.import_csv(COMPANIES.as_bytes(), &RecordType::Company, &ImportOptions::default())
-        .unwrap();
+    e.import_csv(
+        COMPANIES.as_bytes(),
+        &RecordType::Company,
+        &ImportOptions::default(),
+    )
+    .unwrap();
     let mut out = Vec::new();
     assert_eq!(e.export_json(&RecordType::Company, &mut out).unwrap(), 5);
     let json: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -148,5 +156,8 @@ fn json_export_writes_natural_values() {
     assert_eq!(first["fields"]["tags"][1], "west");
     let mut empty = Vec::new();
     assert_eq!(e.export_json(&RecordType::Deal, &mut empty).unwrap(), 0);
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&empty).unwrap(), serde_json::json!([]));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&empty).unwrap(),
+        serde_json::json!([])
+    );
 }

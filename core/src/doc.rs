@@ -206,10 +206,7 @@ fn existing(
     })
 }
 
-fn list_strings(
-    tx: &automerge::transaction::Transaction<'_>,
-    list: &ObjId,
-) -> Vec<Option<String>> {
+fn list_strings(tx: &automerge::transaction::Transaction<'_>, list: &ObjId) -> Vec<Option<String>> {
     tx.list_range(list, ..)
         .map(|item| match item.value {
             automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) => Some(s.to_string()),
@@ -293,10 +290,10 @@ fn set_field(
             }
         }
         Value::List(_) | Value::Links(_) => {
-            if let Some(list) = existing(tx, map, field, ObjType::List)? {
-                if edit_list_in_place(tx, &list, &list_items(value))? {
-                    return Ok(());
-                }
+            if let Some(list) = existing(tx, map, field, ObjType::List)?
+                && edit_list_in_place(tx, &list, &list_items(value))?
+            {
+                return Ok(());
             }
         }
         _ => {}

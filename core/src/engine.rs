@@ -100,13 +100,20 @@ impl Engine {
         let mut guard = self.inner.schema.write().unwrap_or_else(|p| p.into_inner());
         let mut next = guard.clone();
         f(&mut next)?;
-        self.inner.store.save_customizations(&next.customizations())?;
+        self.inner
+            .store
+            .save_customizations(&next.customizations())?;
         *guard = next;
         Ok(())
     }
 
     /// Declares (or redeclares) a custom field on a record type.
-    pub fn define_field(&self, record_type: &RecordType, name: &str, field: FieldDef) -> Result<()> {
+    pub fn define_field(
+        &self,
+        record_type: &RecordType,
+        name: &str,
+        field: FieldDef,
+    ) -> Result<()> {
         self.change_schema(|s| Ok(s.define_field(record_type, name, field)?))
     }
 
@@ -139,14 +146,19 @@ impl Engine {
     /// Validates and stores a new record.
     pub fn create(&self, record: NewRecord) -> Result<Record> {
         let events = self.create_many(vec![record])?;
-        let id = events.first().ok_or_else(|| Error::corrupt("create", "no record written"))?;
+        let id = events
+            .first()
+            .ok_or_else(|| Error::corrupt("create", "no record written"))?;
         self.inner.store.get(*id)?.ok_or(Error::NotFound(*id))
     }
 
     /// Validates and stores many records in one transaction (all or none). Links may point at
     /// records of the same batch.
     pub fn create_many(&self, records: Vec<NewRecord>) -> Result<Vec<RecordId>> {
-        let events = self.inner.store.create_many(&self.schema_guard(), records)?;
+        let events = self
+            .inner
+            .store
+            .create_many(&self.schema_guard(), records)?;
         self.publish(&events);
         Ok(events.iter().map(|e| e.id).collect())
     }
@@ -166,14 +178,20 @@ impl Engine {
     /// Deletes a record (a tombstone: it disappears from reads and lists, keeps merging, and
     /// wins over concurrent edits). Deleting a deleted record does nothing.
     pub fn delete(&self, id: RecordId) -> Result<()> {
-        let event = self.inner.store.set_deleted(&self.schema_guard(), id, true)?;
+        let event = self
+            .inner
+            .store
+            .set_deleted(&self.schema_guard(), id, true)?;
         self.publish(event.as_slice());
         Ok(())
     }
 
     /// Brings a deleted record back.
     pub fn restore(&self, id: RecordId) -> Result<Record> {
-        let event = self.inner.store.set_deleted(&self.schema_guard(), id, false)?;
+        let event = self
+            .inner
+            .store
+            .set_deleted(&self.schema_guard(), id, false)?;
         self.publish(event.as_slice());
         self.inner.store.get(id)?.ok_or(Error::NotFound(id))
     }
@@ -258,7 +276,10 @@ impl Engine {
 
     /// Merges changes from another replica, all records of the batch in one transaction.
     pub fn apply_changes(&self, batch: &[(RecordId, Vec<u8>)]) -> Result<Vec<ChangeEvent>> {
-        let events = self.inner.store.apply_changes(&self.schema_guard(), batch)?;
+        let events = self
+            .inner
+            .store
+            .apply_changes(&self.schema_guard(), batch)?;
         self.publish(&events);
         Ok(events)
     }

@@ -19,7 +19,9 @@ pub enum StoreError {
         reason: String,
     },
     /// The file was written by a newer crmsync.
-    #[error("the database format is version {found}, this crmsync reads up to {supported}: upgrade the app")]
+    #[error(
+        "the database format is version {found}, this crmsync reads up to {supported}: upgrade the app"
+    )]
     NewerFormat {
         /// The file's format.
         found: u32,
@@ -82,7 +84,7 @@ pub enum Error {
         id: RecordId,
         /// What is wrong.
         #[source]
-        source: DocError,
+        source: Box<DocError>,
     },
     /// Changes received for a record claim another type than the record has here.
     #[error("record {id} is a {expected} here, but the changes make it a {found}")]
@@ -110,7 +112,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn doc(id: RecordId) -> impl FnOnce(DocError) -> Error {
-        move |source| Error::Doc { id, source }
+        move |source| Error::Doc {
+            id,
+            source: Box::new(source),
+        }
     }
 
     pub(crate) fn corrupt(what: impl ToString, reason: impl ToString) -> Error {

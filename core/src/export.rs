@@ -76,7 +76,11 @@ impl Engine {
         let mut failure = None;
         self.store().scan_type(record_type, |r| {
             let mut row = vec![r.id.to_string()];
-            row.extend(fields.iter().map(|f| r.get(f).map(format_value).unwrap_or_default()));
+            row.extend(
+                fields
+                    .iter()
+                    .map(|f| r.get(f).map(format_value).unwrap_or_default()),
+            );
             row.push(format_value(&Value::Timestamp(r.created_at)));
             row.push(format_value(&Value::Timestamp(r.updated_at)));
             if let Err(e) = writer.write_record(&row) {
@@ -102,10 +106,9 @@ impl Engine {
         let mut failure: Option<Error> = None;
         self.store().scan_type(record_type, |r| {
             let sep: &[u8] = if count == 0 { b"\n" } else { b",\n" };
-            let written = output
-                .write_all(sep)
-                .map_err(Error::from)
-                .and_then(|_| serde_json::to_writer(&mut output, &record_to_json(&r)).map_err(Error::from));
+            let written = output.write_all(sep).map_err(Error::from).and_then(|_| {
+                serde_json::to_writer(&mut output, &record_to_json(&r)).map_err(Error::from)
+            });
             if let Err(e) = written {
                 failure = Some(e);
                 return false;

@@ -127,10 +127,10 @@ impl Engine {
                     let id = RecordId::new();
                     new.id = Some(id);
                     batch_types.insert(id, record_type.clone());
-                    if *record_type == RecordType::Company {
-                        if let Some(name) = new.fields.get("name").and_then(Value::as_str) {
-                            companies.entry(name.to_lowercase()).or_insert(id);
-                        }
+                    if *record_type == RecordType::Company
+                        && let Some(name) = new.fields.get("name").and_then(Value::as_str)
+                    {
+                        companies.entry(name.to_lowercase()).or_insert(id);
                     }
                     good.push(new);
                 }

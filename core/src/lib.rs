@@ -44,8 +44,8 @@ pub use error::{Error, Result, StoreError};
 pub use events::{ChangeEvent, ChangeKind, Subscription};
 pub use import::{ImportOptions, ImportReport, RowError};
 pub use model::{
-    Currency, DeviceId, FieldDef, FieldKind, FieldOp, Money, NewRecord, OrderLine, Patch,
-    Pipeline, Reason, Record, RecordId, RecordType, Schema, Stage, ValidationError, Value,
+    Currency, DeviceId, FieldDef, FieldKind, FieldOp, Money, NewRecord, OrderLine, Patch, Pipeline,
+    Reason, Record, RecordId, RecordType, Schema, Stage, ValidationError, Value,
 };
 pub use query::{Filter, FilterOp, ListQuery, SortOrder};
 pub use store::{Store, StoreOptions};

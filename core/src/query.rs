@@ -133,8 +133,10 @@ fn contains(haystack: &Value, needle: &Value) -> bool {
     let needle_text = format_value(needle).to_lowercase();
     match haystack {
         Value::List(items) => items.iter().any(|i| i.to_lowercase() == needle_text),
-        Value::Links(ids) => matches!(needle, Value::Link(id) if ids.contains(id))
-            || ids.iter().any(|id| id.to_string() == needle_text),
+        Value::Links(ids) => {
+            matches!(needle, Value::Link(id) if ids.contains(id))
+                || ids.iter().any(|id| id.to_string() == needle_text)
+        }
         other => format_value(other).to_lowercase().contains(&needle_text),
     }
 }
@@ -172,7 +174,11 @@ pub fn sort(records: &mut [Record], field: &str, order: SortOrder) {
         let ord = match (&va, &vb) {
             (Some(x), Some(y)) => {
                 let o = compare(x, y).unwrap_or(Ordering::Equal);
-                if order == SortOrder::Desc { o.reverse() } else { o }
+                if order == SortOrder::Desc {
+                    o.reverse()
+                } else {
+                    o
+                }
             }
             (Some(_), None) => Ordering::Less,
             (None, Some(_)) => Ordering::Greater,

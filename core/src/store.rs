@@ -203,7 +203,10 @@ impl Store {
         let mut out = Vec::with_capacity(heads.len()? as usize);
         for entry in heads.iter()? {
             let (k, v) = entry?;
-            out.push((RecordId::from_u128(k.value()), tables::decode_heads(v.value())?));
+            out.push((
+                RecordId::from_u128(k.value()),
+                tables::decode_heads(v.value())?,
+            ));
         }
         Ok(out)
     }
@@ -263,11 +266,17 @@ impl Store {
         for entry in log.range(seq.saturating_add(1)..)?.take(limit) {
             let (k, v) = entry?;
             let (id, code) = v.value();
-            let kind = ChangeKind::from_code(code)
-                .ok_or_else(|| Error::corrupt(format!("log entry {}", k.value()), "unknown kind"))?;
+            let kind = ChangeKind::from_code(code).ok_or_else(|| {
+                Error::corrupt(format!("log entry {}", k.value()), "unknown kind")
+            })?;
             let record_type = match rows.get(id)? {
                 Some(bytes) => tables::decode_row(id, bytes.value())?.record_type,
-                None => return Err(Error::corrupt(format!("log entry {}", k.value()), "row missing")),
+                None => {
+                    return Err(Error::corrupt(
+                        format!("log entry {}", k.value()),
+                        "row missing",
+                    ));
+                }
             };
             out.push(ChangeEvent {
                 seq: k.value(),

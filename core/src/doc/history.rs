@@ -106,10 +106,10 @@ pub fn history(doc: &Automerge) -> Vec<HistoryEntry> {
                 }
                 _ => None,
             };
-            if let Some(field) = field {
-                if !entry.fields.contains(&field) {
-                    entry.fields.push(field);
-                }
+            if let Some(field) = field
+                && !entry.fields.contains(&field)
+            {
+                entry.fields.push(field);
             }
         }
         if entry.created {

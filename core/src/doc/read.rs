@@ -143,9 +143,9 @@ fn decode_scalar(
     let bad = || wrong(field, expected, s);
     Ok(match (s, kind) {
         (ScalarValue::Str(text), Some(FieldKind::Enum(_))) => Value::Enum(text.to_string()),
-        (ScalarValue::Str(text), Some(FieldKind::Date)) => Value::Date(
-            NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| bad())?,
-        ),
+        (ScalarValue::Str(text), Some(FieldKind::Date)) => {
+            Value::Date(NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| bad())?)
+        }
         (ScalarValue::Str(text), Some(FieldKind::Link(_))) => {
             Value::Link(text.parse().map_err(|_| bad())?)
         }

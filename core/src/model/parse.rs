@@ -142,8 +142,18 @@ mod tests {
 
     #[test]
     fn order_lines_round_trip() {
-        let v = parse_value(&FieldKind::Lines, "SKU-1 x 2 @ 19.99 USD; SKU-2 x 1 @ 5 USD").unwrap();
-        assert_eq!(format_value(&v), "SKU-1 x 2 @ 19.99 USD;SKU-2 x 1 @ 5.00 USD");
-        assert_eq!(parse_value(&FieldKind::Lines, &format_value(&v)).unwrap(), v);
+        let v = parse_value(
+            &FieldKind::Lines,
+            "SKU-1 x 2 @ 19.99 USD; SKU-2 x 1 @ 5 USD",
+        )
+        .unwrap();
+        assert_eq!(
+            format_value(&v),
+            "SKU-1 x 2 @ 19.99 USD;SKU-2 x 1 @ 5.00 USD"
+        );
+        assert_eq!(
+            parse_value(&FieldKind::Lines, &format_value(&v)).unwrap(),
+            v
+        );
     }
 }

@@ -219,7 +219,9 @@ impl Schema {
                 vec![
                     (
                         "kind",
-                        req(enums(&["call", "meeting", "email", "note", "task", "visit"])),
+                        req(enums(&[
+                            "call", "meeting", "email", "note", "task", "visit",
+                        ])),
                     ),
                     ("subject", opt(K::Text)),
                     ("body", opt(K::LongText)),
@@ -475,7 +477,9 @@ pub enum SchemaError {
         field: String,
     },
     /// Names must be simple identifiers.
-    #[error("'{0}' is not a valid name: use lowercase letters, digits and '_', starting with a letter")]
+    #[error(
+        "'{0}' is not a valid name: use lowercase letters, digits and '_', starting with a letter"
+    )]
     BadName(String),
 }
 

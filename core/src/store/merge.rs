@@ -59,9 +59,9 @@ impl Store {
                 let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
                 let origin = match origin_heads {
                     Some(heads) => {
-                        let row = ctx
-                            .row(id)?
-                            .ok_or_else(|| Error::corrupt(format!("record {id}"), "document without row"))?;
+                        let row = ctx.row(id)?.ok_or_else(|| {
+                            Error::corrupt(format!("record {id}"), "document without row")
+                        })?;
                         if row.record_type != record.record_type {
                             return Err(Error::TypeMismatch {
                                 id,

@@ -36,7 +36,7 @@ pub fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
 }
 
 pub fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>> {
-    if bytes.len() % 32 != 0 {
+    if !bytes.len().is_multiple_of(32) {
         return Err(Error::corrupt("heads", "length is not a multiple of 32"));
     }
     bytes
@@ -56,7 +56,8 @@ pub fn load_doc(
     let Some(base) = docs.get(key)? else {
         return Ok(None);
     };
-    let mut doc = Automerge::load(base.value()).map_err(|e| Error::corrupt(format!("document {id}"), e))?;
+    let mut doc =
+        Automerge::load(base.value()).map_err(|e| Error::corrupt(format!("document {id}"), e))?;
     let mut pending = 0;
     for entry in changes.range((key, 0)..=(key, u32::MAX))? {
         let (_, bytes) = entry?;

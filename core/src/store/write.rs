@@ -32,7 +32,10 @@ pub(super) struct WriteCtx<'t> {
 /// heads before the write and its count of appended change chunks.
 pub(super) enum Origin {
     New(Vec<u8>),
-    Loaded { heads: Vec<ChangeHash>, pending: u32 },
+    Loaded {
+        heads: Vec<ChangeHash>,
+        pending: u32,
+    },
 }
 
 impl<'t> WriteCtx<'t> {
@@ -180,6 +183,12 @@ fn normalize_ops(
     Ok(out)
 }
 
+fn push_unique<T: PartialEq>(items: &mut Vec<T>, item: T) {
+    if !items.contains(&item) {
+        items.push(item);
+    }
+}
+
 /// Applies ops to a copy of the fields, to validate the outcome before touching the document.
 fn preview(
     record_type: &RecordType,
@@ -222,16 +231,8 @@ fn preview(
                 fields.insert(field.clone(), Value::LongText(out));
             }
             FieldOp::AddItem { field, item } => match (fields.get_mut(field), item) {
-                (Some(Value::List(items)), Value::Text(s)) => {
-                    if !items.contains(s) {
-                        items.push(s.clone());
-                    }
-                }
-                (Some(Value::Links(ids)), Value::Link(id)) => {
-                    if !ids.contains(id) {
-                        ids.push(*id);
-                    }
-                }
+                (Some(Value::List(items)), Value::Text(s)) => push_unique(items, s.clone()),
+                (Some(Value::Links(ids)), Value::Link(id)) => push_unique(ids, *id),
                 (_, Value::Text(s)) => {
                     fields.insert(field.clone(), Value::List(vec![s.clone()]));
                 }
@@ -265,7 +266,11 @@ impl Store {
 
     /// Validates and creates records in one transaction; links may point at records of the
     /// same batch. Either all are stored or none.
-    pub fn create_many(&self, schema: &Schema, records: Vec<NewRecord>) -> Result<Vec<ChangeEvent>> {
+    pub fn create_many(
+        &self,
+        schema: &Schema,
+        records: Vec<NewRecord>,
+    ) -> Result<Vec<ChangeEvent>> {
         let now = now_ms();
         let device = self.device;
         let batch_types: HashMap<RecordId, RecordType> = records
@@ -283,15 +288,18 @@ impl Store {
                 let mut fields = new.fields;
                 {
                     let lookup = |target: RecordId| {
-                        batch_types
-                            .get(&target)
-                            .cloned()
-                            .or_else(|| ctx.row(target).ok().flatten().filter(|r| !r.deleted).map(|r| r.record_type))
+                        batch_types.get(&target).cloned().or_else(|| {
+                            ctx.row(target)
+                                .ok()
+                                .flatten()
+                                .filter(|r| !r.deleted)
+                                .map(|r| r.record_type)
+                        })
                     };
                     validate_record(schema, &new.record_type, &mut fields, None, &lookup)?;
                 }
-                let doc = doc::create(device, &new.record_type, &fields, now)
-                    .map_err(Error::doc(id))?;
+                let doc =
+                    doc::create(device, &new.record_type, &fields, now).map_err(Error::doc(id))?;
                 let bytes = doc
                     .get_last_local_change()
                     .map(|c| c.raw_bytes().to_vec())
@@ -314,7 +322,12 @@ impl Store {
     }
 
     /// Applies a patch to a live record as one change.
-    pub fn update(&self, schema: &Schema, id: RecordId, patch: &Patch) -> Result<(Record, ChangeEvent)> {
+    pub fn update(
+        &self,
+        schema: &Schema,
+        id: RecordId,
+        patch: &Patch,
+    ) -> Result<(Record, ChangeEvent)> {
         let now = now_ms();
         let device = self.device;
         self.write(|ctx| {
@@ -328,9 +341,19 @@ impl Store {
             let touched: Vec<String> = ops.iter().map(|op| op.field().to_string()).collect();
             {
                 let lookup = |target: RecordId| {
-                    ctx.row(target).ok().flatten().filter(|r| !r.deleted).map(|r| r.record_type)
+                    ctx.row(target)
+                        .ok()
+                        .flatten()
+                        .filter(|r| !r.deleted)
+                        .map(|r| r.record_type)
                 };
-                validate_record(schema, &row.record_type, &mut fields, Some(&touched), &lookup)?;
+                validate_record(
+                    schema,
+                    &row.record_type,
+                    &mut fields,
+                    Some(&touched),
+                    &lookup,
+                )?;
             }
             let (mut doc, pending) = ctx
                 .load(id)?
@@ -338,13 +361,23 @@ impl Store {
             let heads = doc.get_heads();
             doc::apply_ops(&mut doc, device, &ops, now).map_err(Error::doc(id))?;
             let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
-            let event = ctx.persist(&doc, Origin::Loaded { heads, pending }, &record, ChangeKind::Updated)?;
+            let event = ctx.persist(
+                &doc,
+                Origin::Loaded { heads, pending },
+                &record,
+                ChangeKind::Updated,
+            )?;
             Ok((record, event))
         })
     }
 
     /// Deletes (tombstones) or restores a record. Doing what is already done changes nothing.
-    pub fn set_deleted(&self, schema: &Schema, id: RecordId, deleted: bool) -> Result<Option<ChangeEvent>> {
+    pub fn set_deleted(
+        &self,
+        schema: &Schema,
+        id: RecordId,
+        deleted: bool,
+    ) -> Result<Option<ChangeEvent>> {
         let now = now_ms();
         let device = self.device;
         self.write(|ctx| {
@@ -358,8 +391,13 @@ impl Store {
             let heads = doc.get_heads();
             doc::set_deleted(&mut doc, device, deleted, now).map_err(Error::doc(id))?;
             let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
-            let kind = if deleted { ChangeKind::Deleted } else { ChangeKind::Restored };
-            ctx.persist(&doc, Origin::Loaded { heads, pending }, &record, kind).map(Some)
+            let kind = if deleted {
+                ChangeKind::Deleted
+            } else {
+                ChangeKind::Restored
+            };
+            ctx.persist(&doc, Origin::Loaded { heads, pending }, &record, kind)
+                .map(Some)
         })
     }
 }
