@@ -56,6 +56,31 @@ impl std::fmt::Debug for Store {
     }
 }
 
+fn check_format(bytes: &[u8]) -> Result<()> {
+    let found = <[u8; 4]>::try_from(bytes)
+        .map(u32::from_le_bytes)
+        .map_err(|_| Error::corrupt("format version", "not 4 bytes"))?;
+    if found > FORMAT_VERSION {
+        return Err(StoreError::NewerFormat {
+            found,
+            supported: FORMAT_VERSION,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+fn parse_device(bytes: Vec<u8>) -> Result<DeviceId> {
+    bytes
+        .try_into()
+        .map(DeviceId)
+        .map_err(|_| Error::corrupt("device id", "not 16 bytes"))
+}
+
+fn parse_workspace(bytes: &[u8]) -> Result<Uuid> {
+    Uuid::from_slice(bytes).map_err(|_| Error::corrupt("workspace id", "not 16 bytes"))
+}
+
 impl Store {
     /// Opens the database file, creating it (with a new device id) if it does not exist.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Self> {
@@ -74,8 +99,45 @@ impl Store {
     }
 
     fn init(db: Database, options: StoreOptions) -> Result<Self> {
+        // Opening an initialized file only reads: no write transaction, so no fsync on open.
+        let (device, workspace) = match Self::read_identity(&db)? {
+            Some(identity) => identity,
+            None => Self::initialize(&db)?,
+        };
+        Ok(Self {
+            db,
+            device,
+            workspace,
+            options,
+        })
+    }
+
+    /// Device and workspace ids of an initialized file; `None` for a new one.
+    fn read_identity(db: &Database) -> Result<Option<(DeviceId, Uuid)>> {
+        let txn = db.begin_read()?;
+        let meta = match txn.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let get =
+            |key| -> Result<Option<Vec<u8>>> { Ok(meta.get(key)?.map(|v| v.value().to_vec())) };
+        match get(META_FORMAT)? {
+            Some(bytes) => check_format(&bytes)?,
+            None => return Ok(None),
+        }
+        match (get(META_DEVICE)?, get(META_WORKSPACE)?) {
+            (Some(device), Some(workspace)) => {
+                Ok(Some((parse_device(device)?, parse_workspace(&workspace)?)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Creates the tables and identity of a new file (or completes a half-initialized one).
+    fn initialize(db: &Database) -> Result<(DeviceId, Uuid)> {
         let txn = db.begin_write()?;
-        let (device, workspace) = {
+        let identity = {
             // Create every table so readers never meet a missing one.
             txn.open_table(DOCS)?;
             txn.open_table(DOC_CHANGES)?;
@@ -84,31 +146,16 @@ impl Store {
             txn.open_table(LOG)?;
             txn.open_table(BY_TYPE)?;
             let mut meta = txn.open_table(META)?;
-            let format = meta.get(META_FORMAT)?.map(|v| v.value().to_vec());
-            match format {
+            let stored = meta.get(META_FORMAT)?.map(|v| v.value().to_vec());
+            match stored {
+                Some(bytes) => check_format(&bytes)?,
                 None => {
                     meta.insert(META_FORMAT, FORMAT_VERSION.to_le_bytes().as_slice())?;
-                }
-                Some(bytes) => {
-                    let found = <[u8; 4]>::try_from(bytes.as_slice())
-                        .map(u32::from_le_bytes)
-                        .map_err(|_| Error::corrupt("format version", "not 4 bytes"))?;
-                    if found > FORMAT_VERSION {
-                        return Err(StoreError::NewerFormat {
-                            found,
-                            supported: FORMAT_VERSION,
-                        }
-                        .into());
-                    }
                 }
             }
             let stored = meta.get(META_DEVICE)?.map(|v| v.value().to_vec());
             let device = match stored {
-                Some(bytes) => DeviceId(
-                    bytes
-                        .try_into()
-                        .map_err(|_| Error::corrupt("device id", "not 16 bytes"))?,
-                ),
+                Some(bytes) => parse_device(bytes)?,
                 None => {
                     let device = DeviceId::random();
                     meta.insert(META_DEVICE, device.0.as_slice())?;
@@ -117,8 +164,7 @@ impl Store {
             };
             let stored = meta.get(META_WORKSPACE)?.map(|v| v.value().to_vec());
             let workspace = match stored {
-                Some(bytes) => Uuid::from_slice(&bytes)
-                    .map_err(|_| Error::corrupt("workspace id", "not 16 bytes"))?,
+                Some(bytes) => parse_workspace(&bytes)?,
                 None => {
                     let workspace = Uuid::new_v4();
                     meta.insert(META_WORKSPACE, workspace.as_bytes().as_slice())?;
@@ -128,12 +174,7 @@ impl Store {
             (device, workspace)
         };
         txn.commit()?;
-        Ok(Self {
-            db,
-            device,
-            workspace,
-            options,
-        })
+        Ok(identity)
     }
 
     /// This replica's device id (its Automerge actor).
