@@ -416,3 +416,145 @@ fn reopening_a_file_keeps_records_device_and_history() {
     assert_eq!(r.get("employee_count"), Some(&Value::Int(69)));
     assert_eq!(e.history(id).unwrap().len(), 71);
 }
+
+#[test]
+fn apps_define_their_own_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("crm.redb");
+    {
+        let e = Engine::open(&path).unwrap();
+        let stage = |name: &str, probability, closed, won| crmsync::Stage {
+            name: name.into(),
+            probability,
+            closed,
+            won,
+        };
+        e.set_pipeline(crmsync::Pipeline {
+            stages: vec![
+                stage("lead", 5, false, false),
+                stage("demo", 30, false, false),
+                stage("won", 100, true, true),
+                stage("lost", 0, true, false),
+            ],
+        })
+        .unwrap();
+    }
+    let e = Engine::open(&path).unwrap();
+    assert_eq!(e.schema().pipeline().position("demo"), Some(1));
+    e.create(
+        NewRecord::new(RecordType::Deal)
+            .with("name", "A")
+            .with("stage", "demo"),
+    )
+    .unwrap();
+    let err = e
+        .create(
+            NewRecord::new(RecordType::Deal)
+                .with("name", "B")
+                .with("stage", "proposal"),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("lead, demo, won, lost"), "{err}");
+}
+
+#[test]
+fn links_and_tags_are_added_and_removed() {
+    let e = engine();
+    let acme = company(&e, "Acme");
+    let people: Vec<_> = ["Ann", "Bo", "Cy"]
+        .iter()
+        .map(|n| {
+            e.create(NewRecord::new(RecordType::Contact).with("first_name", *n))
+                .unwrap()
+                .id
+        })
+        .collect();
+    let deal = e
+        .create(
+            NewRecord::new(RecordType::Deal)
+                .with("name", "D")
+                .with("company", acme),
+        )
+        .unwrap();
+    let r = e
+        .update(
+            deal.id,
+            Patch::new()
+                .add("contacts", people[0])
+                .add("contacts", people[1])
+                .add("contacts", people[0])
+                .add_tag("hot")
+                .add_tag("q1"),
+        )
+        .unwrap();
+    assert_eq!(
+        r.get("contacts"),
+        Some(&Value::Links(vec![people[0], people[1]]))
+    );
+    let r = e
+        .update(
+            deal.id,
+            Patch::new()
+                .remove("contacts", people[0])
+                .add("contacts", people[2].to_string())
+                .remove_tag("hot"),
+        )
+        .unwrap();
+    assert_eq!(
+        r.get("contacts"),
+        Some(&Value::Links(vec![people[1], people[2]]))
+    );
+    assert_eq!(r.get("tags"), Some(&Value::List(vec!["q1".into()])));
+    // A link to a record of the wrong type is refused, also when added to a list.
+    let err = e
+        .update(deal.id, Patch::new().add("contacts", acme))
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("only contact may be linked"),
+        "{err}"
+    );
+    // Setting a list keeps its order.
+    let r = e
+        .update(
+            deal.id,
+            Patch::new().set(
+                "tags",
+                Value::List(vec!["b".into(), "a".into(), "q1".into()]),
+            ),
+        )
+        .unwrap();
+    assert_eq!(
+        r.get("tags"),
+        Some(&Value::List(vec!["b".into(), "a".into(), "q1".into()]))
+    );
+    let r = e
+        .update(
+            deal.id,
+            Patch::new().set("tags", Value::List(vec!["q1".into(), "b".into()])),
+        )
+        .unwrap();
+    assert_eq!(
+        r.get("tags"),
+        Some(&Value::List(vec!["q1".into(), "b".into()]))
+    );
+}
+
+#[test]
+fn concurrent_tag_additions_on_two_devices_both_survive() {
+    let a = engine();
+    let b = engine();
+    let acme = company(&a, "Acme");
+    a.update(acme, Patch::new().add_tag("base")).unwrap();
+    sync(&a, &b);
+    a.update(acme, Patch::new().add_tag("from-a").remove_tag("base"))
+        .unwrap();
+    b.update(acme, Patch::new().add_tag("from-b")).unwrap();
+    sync(&a, &b);
+    let tags = a.get(acme).unwrap().unwrap().get("tags").cloned().unwrap();
+    assert_eq!(Some(&tags), b.get(acme).unwrap().unwrap().get("tags"));
+    let Value::List(mut tags) = tags else {
+        panic!("tags are a list")
+    };
+    tags.sort();
+    assert_eq!(tags, ["from-a", "from-b"]);
+}
