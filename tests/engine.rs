@@ -558,3 +558,55 @@ fn concurrent_tag_additions_on_two_devices_both_survive() {
     tags.sort();
     assert_eq!(tags, ["from-a", "from-b"]);
 }
+
+#[test]
+fn field_history_follows_a_deal_through_its_stages() {
+    let e = engine();
+    let deal = e
+        .create(
+            NewRecord::new(RecordType::Deal)
+                .with("name", "D")
+                .with("stage", "prospecting"),
+        )
+        .unwrap();
+    e.update(deal.id, Patch::new().set("amount", money("10 USD")))
+        .unwrap();
+    e.update(deal.id, Patch::new().set("stage", "proposal"))
+        .unwrap();
+    e.update(deal.id, Patch::new().set("stage", "qualification"))
+        .unwrap();
+    e.update(deal.id, Patch::new().add_tag("x")).unwrap();
+    e.update(
+        deal.id,
+        Patch::new().set("tags", Value::List(vec!["y".into()])),
+    )
+    .unwrap();
+    let stages: Vec<_> = e
+        .field_history(deal.id, "stage")
+        .unwrap()
+        .into_iter()
+        .map(|c| c.value)
+        .collect();
+    let stage = |s: &str| Some(Value::Enum(s.into()));
+    assert_eq!(
+        stages,
+        [
+            stage("prospecting"),
+            stage("proposal"),
+            stage("qualification")
+        ]
+    );
+    let tags: Vec<_> = e
+        .field_history(deal.id, "tags")
+        .unwrap()
+        .into_iter()
+        .map(|c| c.value)
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            Some(Value::List(vec!["x".into()])),
+            Some(Value::List(vec!["y".into()]))
+        ]
+    );
+}

@@ -19,7 +19,9 @@ use chrono::{DateTime, Utc};
 
 use crate::model::{DeviceId, FieldOp, RecordType, Value, format_value};
 
-pub use history::{Conflict, HistoryEntry, Version, conflicts, history};
+pub use history::{
+    Conflict, FieldChange, HistoryEntry, Version, conflicts, field_history, history,
+};
 pub use read::materialize;
 
 pub(crate) const TYPE: &str = "type";

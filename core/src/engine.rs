@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 use automerge::ChangeHash;
 use uuid::Uuid;
 
-use crate::doc::{self, Conflict, HistoryEntry, Version};
+use crate::doc::{self, Conflict, FieldChange, HistoryEntry, Version};
 use crate::error::{Error, Result};
 use crate::events::{Broadcaster, ChangeEvent, Subscription};
 use crate::model::{
@@ -247,6 +247,11 @@ impl Engine {
             .fork_at(&version.0)
             .map_err(|e| Error::doc(id)(e.into()))?;
         doc::materialize(&past, id, &self.schema_guard()).map_err(Error::doc(id))
+    }
+
+    /// The successive values of one field of a record (e.g. a deal's stage), oldest first.
+    pub fn field_history(&self, id: RecordId, field: &str) -> Result<Vec<FieldChange>> {
+        doc::field_history(&self.load_doc(id)?, &self.schema_guard(), field).map_err(Error::doc(id))
     }
 
     /// Fields that replicas set concurrently, with the value shown and the ones that lost.

@@ -38,7 +38,7 @@ pub mod model;
 pub mod query;
 pub mod store;
 
-pub use doc::{Conflict, HistoryEntry, Version};
+pub use doc::{Conflict, FieldChange, HistoryEntry, Version};
 pub use engine::{Engine, EngineOptions};
 pub use error::{Error, Result, StoreError};
 pub use events::{ChangeEvent, ChangeKind, Subscription};

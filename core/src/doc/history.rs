@@ -122,6 +122,72 @@ pub fn history(doc: &Automerge) -> Vec<HistoryEntry> {
     entries
 }
 
+/// One value a field took in a record's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldChange {
+    /// When the change was made (the author's clock).
+    pub at: DateTime<Utc>,
+    /// The device that made it.
+    pub by: DeviceId,
+    /// The field's value right after the change, as its author saw it (`None`: unset).
+    pub value: Option<Value>,
+}
+
+/// The successive values of one field, in causal order of the changes that wrote it (what
+/// funnel analytics reads for a deal's stage).
+pub fn field_history(
+    doc: &Automerge,
+    schema: &Schema,
+    field: &str,
+) -> Result<Vec<FieldChange>, DocError> {
+    let record_type = record_type(doc)?;
+    let kind = schema.field(&record_type, field).map(|f| &f.kind);
+    let mut out = Vec::new();
+    for entry in history(doc) {
+        if !entry.fields.iter().any(|f| f == field) {
+            continue;
+        }
+        let heads = &entry.version.0;
+        let value = match doc.get_at(ROOT, FIELDS, heads)? {
+            Some((automerge::Value::Object(ObjType::Map), map)) => {
+                match doc.get_at(&map, field, heads)? {
+                    Some((value, obj)) => Some(decode_at(doc, field, value, &obj, kind, heads)?),
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        out.push(FieldChange {
+            at: entry.at,
+            by: entry.by,
+            value,
+        });
+    }
+    Ok(out)
+}
+
+fn decode_at(
+    doc: &Automerge,
+    field: &str,
+    value: automerge::Value<'_>,
+    obj: &automerge::ObjId,
+    kind: Option<&crate::model::FieldKind>,
+    heads: &[ChangeHash],
+) -> Result<Value, DocError> {
+    match value {
+        // Objects (text, lists) are read from a fork at those heads; scalars need no history.
+        automerge::Value::Object(_) => {
+            let past = doc.fork_at(heads)?;
+            let (value, obj) = past
+                .get(ROOT, FIELDS)?
+                .and_then(|(_, map)| past.get(&map, field).ok().flatten())
+                .ok_or(DocError::MissingMeta("field at version"))?;
+            decode(&past, field, value, &obj, kind)
+        }
+        scalar => decode(doc, field, scalar, obj, kind),
+    }
+}
+
 /// A field that two replicas set concurrently: every replica shows the same `value`, and the
 /// other values stay visible here until someone writes the field again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
