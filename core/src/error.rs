@@ -18,6 +18,14 @@ pub enum StoreError {
         /// Why it does not decode.
         reason: String,
     },
+    /// The file belongs to another workspace than the one asked for.
+    #[error("the database belongs to workspace {file}, not {requested}")]
+    WorkspaceMismatch {
+        /// The file's workspace.
+        file: uuid::Uuid,
+        /// The workspace asked for.
+        requested: uuid::Uuid,
+    },
     /// The file was written by a newer crmsync.
     #[error(
         "the database format is version {found}, this crmsync reads up to {supported}: upgrade the app"

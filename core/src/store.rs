@@ -23,18 +23,23 @@ const META_FORMAT: &str = "format";
 const META_DEVICE: &str = "device";
 const META_WORKSPACE: &str = "workspace";
 const META_SCHEMA: &str = "schema";
+const META_PEER_PREFIX: &str = "peer:";
 
 /// Tuning of the store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     /// Appended change chunks per record before they are folded into its document (default 32).
     pub compaction_threshold: u32,
+    /// The workspace a new file joins (default: a new workspace with a random id). Opening an
+    /// existing file of another workspace with this set is an error.
+    pub workspace: Option<Uuid>,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             compaction_threshold: 32,
+            workspace: None,
         }
     }
 }
@@ -102,8 +107,17 @@ impl Store {
         // Opening an initialized file only reads: no write transaction, so no fsync on open.
         let (device, workspace) = match Self::read_identity(&db)? {
             Some(identity) => identity,
-            None => Self::initialize(&db)?,
+            None => Self::initialize(&db, options.workspace)?,
         };
+        if let Some(requested) = options.workspace
+            && requested != workspace
+        {
+            return Err(StoreError::WorkspaceMismatch {
+                file: workspace,
+                requested,
+            }
+            .into());
+        }
         Ok(Self {
             db,
             device,
@@ -135,7 +149,7 @@ impl Store {
     }
 
     /// Creates the tables and identity of a new file (or completes a half-initialized one).
-    fn initialize(db: &Database) -> Result<(DeviceId, Uuid)> {
+    fn initialize(db: &Database, workspace: Option<Uuid>) -> Result<(DeviceId, Uuid)> {
         let txn = db.begin_write()?;
         let identity = {
             // Create every table so readers never meet a missing one.
@@ -166,7 +180,7 @@ impl Store {
             let workspace = match stored {
                 Some(bytes) => parse_workspace(&bytes)?,
                 None => {
-                    let workspace = Uuid::new_v4();
+                    let workspace = workspace.unwrap_or_else(Uuid::new_v4);
                     meta.insert(META_WORKSPACE, workspace.as_bytes().as_slice())?;
                     workspace
                 }
@@ -327,5 +341,47 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Ids of the records written (locally or by merges) after log sequence `seq`, each once,
+    /// in the order of their latest write.
+    pub fn changed_since(&self, seq: u64) -> Result<Vec<RecordId>> {
+        let txn = self.db.begin_read()?;
+        let log = txn.open_table(LOG)?;
+        let mut latest: std::collections::HashMap<u128, u64> = std::collections::HashMap::new();
+        for entry in log.range(seq.saturating_add(1)..)? {
+            let (k, v) = entry?;
+            latest.insert(v.value().0, k.value());
+        }
+        let mut ids: Vec<(u64, u128)> = latest.into_iter().map(|(id, s)| (s, id)).collect();
+        ids.sort_unstable();
+        Ok(ids
+            .into_iter()
+            .map(|(_, id)| RecordId::from_u128(id))
+            .collect())
+    }
+
+    /// The local log sequence up to which everything was delivered to `peer` in the last
+    /// completed sync with it.
+    pub fn peer_cursor(&self, peer: DeviceId) -> Result<Option<u64>> {
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        let key = format!("{META_PEER_PREFIX}{peer}");
+        let Some(bytes) = meta.get(key.as_str())? else {
+            return Ok(None);
+        };
+        <[u8; 8]>::try_from(bytes.value())
+            .map(|b| Some(u64::from_le_bytes(b)))
+            .map_err(|_| Error::corrupt(format!("sync cursor of {peer}"), "not 8 bytes"))
+    }
+
+    /// Records that everything up to local sequence `seq` has reached `peer`.
+    pub fn set_peer_cursor(&self, peer: DeviceId, seq: u64) -> Result<()> {
+        let key = format!("{META_PEER_PREFIX}{peer}");
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert(key.as_str(), seq.to_le_bytes().as_slice())?;
+        txn.commit()?;
+        Ok(())
     }
 }

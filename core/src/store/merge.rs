@@ -2,8 +2,10 @@
 //! This is the narrow interface sync talks to.
 
 use automerge::{Automerge, ChangeHash, ReadDoc};
+use redb::ReadableDatabase;
 
 use super::Store;
+use super::tables::{DOC_CHANGES, DOCS};
 use super::write::Origin;
 use crate::doc::{self, DocError};
 use crate::error::{Error, Result};
@@ -26,6 +28,23 @@ impl Store {
         Ok(Some(doc.save_after(&known)))
     }
 
+    /// A record's whole document as stored (base plus appended chunks), without loading it:
+    /// what a replica that lacks the record needs. `None` if the record is unknown here.
+    pub fn doc_bytes(&self, id: RecordId) -> Result<Option<Vec<u8>>> {
+        let txn = self.db.begin_read()?;
+        let docs = txn.open_table(DOCS)?;
+        let changes = txn.open_table(DOC_CHANGES)?;
+        let key = id.as_u128();
+        let Some(base) = docs.get(key)? else {
+            return Ok(None);
+        };
+        let mut bytes = base.value().to_vec();
+        for entry in changes.range((key, 0)..=(key, u32::MAX))? {
+            bytes.extend_from_slice(entry?.1.value());
+        }
+        Ok(Some(bytes))
+    }
+
     /// Applies changes received from another replica, for many records in one transaction:
     /// either every record of the batch is merged or, on the first bad one, nothing is.
     /// Returns one event per record that changed.
@@ -39,21 +58,26 @@ impl Store {
             for (id, bytes) in batch {
                 let id = *id;
                 let existing = ctx.load(id)?;
-                let (mut doc, origin_heads, pending) = match existing {
-                    Some((doc, pending)) => {
+                let (doc, origin_heads, pending) = match existing {
+                    Some((mut doc, pending)) => {
                         let heads = doc.get_heads();
+                        doc.load_incremental(bytes)
+                            .map_err(|e| Error::doc(id)(DocError::from(e)))?;
                         (doc, Some(heads), pending)
                     }
-                    None => (Automerge::new(), None, 0),
+                    // Strict load: a new record's bytes must be whole, so they can be stored
+                    // as they are.
+                    None => (
+                        Automerge::load(bytes).map_err(|e| Error::doc(id)(DocError::from(e)))?,
+                        None,
+                        0,
+                    ),
                 };
-                let before = doc.get_heads();
-                doc.load_incremental(bytes)
-                    .map_err(|e| Error::doc(id)(DocError::from(e)))?;
                 let missing = doc.get_missing_deps(&[]);
                 if !missing.is_empty() {
                     return Err(Error::doc(id)(DocError::MissingChanges(missing.len())));
                 }
-                if doc.get_heads() == before {
+                if origin_heads.as_ref().is_some_and(|h| *h == doc.get_heads()) {
                     continue;
                 }
                 let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
@@ -71,7 +95,7 @@ impl Store {
                         }
                         Origin::Loaded { heads, pending }
                     }
-                    None => Origin::New(doc.save()),
+                    None => Origin::New(bytes.clone()),
                 };
                 events.push(ctx.persist(&doc, origin, &record, ChangeKind::Merged)?);
             }
