@@ -6,3 +6,4 @@ mod corrupt;
 mod crash;
 mod engine;
 mod import_export;
+mod sync;

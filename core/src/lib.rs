@@ -37,6 +37,7 @@ pub mod import;
 pub mod model;
 pub mod query;
 pub mod store;
+pub mod sync;
 
 pub use doc::{Conflict, FieldChange, HistoryEntry, Version};
 pub use engine::{Engine, EngineOptions};

@@ -1,0 +1,176 @@
+//! The sync protocol: two replicas converge by exchanging only what differs, over any reliable
+//! in-order byte stream (an in-memory duplex in tests, a QUIC stream in the network layer).
+//!
+//! A session has four phases, both sides running the same code:
+//! 1. **hello**: protocol version, workspace id and replica id; a mismatch ends the session.
+//! 2. **reconcile**: find the records whose heads differ. With a peer both sides completed a
+//!    sync with before, each sends the records written since its cursor for the other. With a
+//!    new peer, range-based set reconciliation over (id, heads) (see [`reconcile`]).
+//! 3. **exchange**: each side sends, per differing record, the whole document if the other
+//!    lacks it, the exact changes after the other's heads if it has all of them, or else asks
+//!    for changes with its recent change hashes; a second round answers those requests. Changes
+//!    travel many records per frame and each received frame is applied in one transaction.
+//! 4. **done**: cursors are moved past what was exchanged and a [`SyncReport`] is returned.
+//!
+//! An interrupted session leaves every applied batch in place; the next one finds those records
+//! equal and does not send them again. A frame that is truncated, too large, does not decode,
+//! or carries changes that do not apply ends the session with a [`SyncError`], and the batch it
+//! carried changes nothing.
+
+mod frame;
+pub mod message;
+pub mod reconcile;
+mod replica;
+mod session;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use message::{AbortCode, PROTOCOL_VERSION};
+pub use replica::Replica;
+pub use session::sync;
+
+/// Limits and tuning of a session. The defaults suit phones on slow links.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Largest frame accepted or sent (default 16 MiB).
+    pub max_frame: usize,
+    /// Changes per batch frame are cut at this many bytes (default 1 MiB).
+    pub batch_bytes: usize,
+    /// ...or at this many records (default 1,000).
+    pub batch_records: usize,
+    /// How long to wait for the peer's next frame (default 30 s).
+    pub idle_timeout: Duration,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        Self {
+            max_frame: 16 << 20,
+            batch_bytes: 1 << 20,
+            batch_records: 1000,
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How the differing records were found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReconcileMode {
+    /// From both sides' cursors (the peers synced to completion before).
+    Cursor,
+    /// By range-based set reconciliation (a new pairing, or a cursor was missing).
+    Ranges,
+}
+
+/// What a session did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncReport {
+    /// The peer's replica id.
+    pub peer: crate::model::DeviceId,
+    /// How differences were found.
+    pub mode: ReconcileMode,
+    /// Records whose state differed.
+    pub differing: usize,
+    /// Records this side sent changes for.
+    pub records_sent: usize,
+    /// Records whose received changes changed something here.
+    pub records_received: usize,
+    /// Bytes written, framing included.
+    pub bytes_sent: u64,
+    /// Bytes read, framing included.
+    pub bytes_received: u64,
+    /// Request/response rounds, hello included.
+    pub round_trips: u32,
+    /// Wall time of the session.
+    pub duration: Duration,
+}
+
+/// Why a session ended early. The store keeps every batch applied before the error and
+/// nothing of the batch that caused it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SyncError {
+    /// The stream failed.
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The stream ended in the middle of a frame or before the session was done.
+    #[error("the peer's stream ended mid-session (truncated frame or closed connection)")]
+    Truncated,
+    /// A frame announced more bytes than allowed.
+    #[error("frame of {size} bytes exceeds the limit of {max}")]
+    FrameTooLarge {
+        /// Announced size.
+        size: u64,
+        /// The limit.
+        max: u64,
+    },
+    /// A frame does not decode to a message.
+    #[error("malformed message: {0}")]
+    Decode(String),
+    /// A message could not be encoded.
+    #[error("cannot encode message: {0}")]
+    Encode(String),
+    /// A message came out of order.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The peers speak different protocol versions.
+    #[error("protocol version mismatch: we speak {ours}, the peer {theirs}; update the older app")]
+    Version {
+        /// Ours.
+        ours: u32,
+        /// Theirs.
+        theirs: u32,
+    },
+    /// The peer belongs to another workspace.
+    #[error("the peer belongs to workspace {theirs}, not ours ({ours})")]
+    Workspace {
+        /// Ours.
+        ours: uuid::Uuid,
+        /// Theirs.
+        theirs: uuid::Uuid,
+    },
+    /// The peer is this replica.
+    #[error("refusing to sync a replica with itself")]
+    SameReplica,
+    /// The peer gave up.
+    #[error("the peer aborted ({code:?}): {message}")]
+    Remote {
+        /// Its reason's category.
+        code: AbortCode,
+        /// Its message.
+        message: String,
+    },
+    /// The peer did not send anything for too long.
+    #[error("the peer sent nothing for {0:?}")]
+    Timeout(Duration),
+    /// The local store failed, or refused the peer's changes.
+    #[error("store: {0}")]
+    Store(#[from] Box<crate::Error>),
+}
+
+impl From<crate::Error> for SyncError {
+    fn from(e: crate::Error) -> Self {
+        SyncError::Store(Box::new(e))
+    }
+}
+
+impl SyncError {
+    fn abort_code(&self) -> AbortCode {
+        match self {
+            SyncError::Version { .. } => AbortCode::Version,
+            SyncError::Workspace { .. } => AbortCode::Workspace,
+            SyncError::Store(e)
+                if matches!(
+                    **e,
+                    crate::Error::Doc { .. } | crate::Error::TypeMismatch { .. }
+                ) =>
+            {
+                AbortCode::Apply
+            }
+            SyncError::Store(_) | SyncError::Io(_) | SyncError::Encode(_) => AbortCode::Internal,
+            _ => AbortCode::Protocol,
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Length-prefixed frames over any byte stream: a 4-byte big-endian length, then a postcard
+//! message. Frames above the limit are refused before anything is allocated for them.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::SyncError;
+
+/// Writes frames and counts what it wrote.
+pub struct FrameWriter<W> {
+    inner: W,
+    max: usize,
+    /// Bytes written, prefixes included.
+    pub bytes: u64,
+    /// Frames written.
+    pub frames: u64,
+}
+
+impl<W: AsyncWrite + Unpin> FrameWriter<W> {
+    pub fn new(inner: W, max: usize) -> Self {
+        Self {
+            inner,
+            max,
+            bytes: 0,
+            frames: 0,
+        }
+    }
+
+    /// Encodes and sends one message.
+    pub async fn send<M: Serialize>(&mut self, message: &M) -> Result<(), SyncError> {
+        let body = postcard::to_allocvec(message).map_err(|e| SyncError::Encode(e.to_string()))?;
+        if body.len() > self.max {
+            return Err(SyncError::FrameTooLarge {
+                size: body.len() as u64,
+                max: self.max as u64,
+            });
+        }
+        let len = u32::try_from(body.len()).map_err(|_| SyncError::FrameTooLarge {
+            size: body.len() as u64,
+            max: self.max as u64,
+        })?;
+        self.inner.write_all(&len.to_be_bytes()).await?;
+        self.inner.write_all(&body).await?;
+        self.inner.flush().await?;
+        self.bytes += 4 + body.len() as u64;
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Flushes and shuts the write side down (end of stream for the peer).
+    pub async fn finish(&mut self) -> Result<(), SyncError> {
+        self.inner.shutdown().await?;
+        Ok(())
+    }
+}
+
+/// Reads frames, strictly: a frame must decode to exactly one message with no bytes left.
+pub struct FrameReader<R> {
+    inner: R,
+    max: usize,
+    /// Bytes read, prefixes included.
+    pub bytes: u64,
+}
+
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    pub fn new(inner: R, max: usize) -> Self {
+        Self {
+            inner,
+            max,
+            bytes: 0,
+        }
+    }
+
+    /// Reads and decodes one message.
+    pub async fn recv<M: DeserializeOwned>(&mut self) -> Result<M, SyncError> {
+        let mut prefix = [0u8; 4];
+        self.inner
+            .read_exact(&mut prefix)
+            .await
+            .map_err(truncated)?;
+        let len = u32::from_be_bytes(prefix) as usize;
+        if len > self.max {
+            return Err(SyncError::FrameTooLarge {
+                size: len as u64,
+                max: self.max as u64,
+            });
+        }
+        let mut body = vec![0u8; len];
+        self.inner.read_exact(&mut body).await.map_err(truncated)?;
+        self.bytes += 4 + len as u64;
+        let (message, rest) =
+            postcard::take_from_bytes(&body).map_err(|e| SyncError::Decode(e.to_string()))?;
+        if !rest.is_empty() {
+            return Err(SyncError::Decode(format!(
+                "{} unexpected byte(s) after the message",
+                rest.len()
+            )));
+        }
+        Ok(message)
+    }
+}
+
+fn truncated(e: std::io::Error) -> SyncError {
+    if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        SyncError::Truncated
+    } else {
+        SyncError::Io(e)
+    }
+}

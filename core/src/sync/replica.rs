@@ -1,0 +1,83 @@
+//! The narrow interface between sync and the store.
+
+use automerge::{Automerge, ChangeHash};
+use uuid::Uuid;
+
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::model::{DeviceId, RecordId};
+
+/// What the sync protocol needs of a replica: list heads, read changes, apply changes, and
+/// remember how far it got with each peer. [`Engine`] implements it; so can any store that
+/// keeps Automerge documents per record.
+pub trait Replica {
+    /// The workspace the replica belongs to.
+    fn workspace(&self) -> Uuid;
+    /// The replica's own id.
+    fn replica_id(&self) -> DeviceId;
+    /// Newest local log sequence number.
+    fn last_seq(&self) -> Result<u64>;
+    /// Every record with its heads (tombstones included).
+    fn all_heads(&self) -> Result<Vec<(RecordId, Vec<ChangeHash>)>>;
+    /// Records written after a log sequence number.
+    fn changed_since(&self, seq: u64) -> Result<Vec<RecordId>>;
+    /// A record's heads (empty if unknown).
+    fn heads(&self, id: RecordId) -> Result<Vec<ChangeHash>>;
+    /// A record's document.
+    fn doc(&self, id: RecordId) -> Result<Option<Automerge>>;
+    /// A record's whole document as bytes, for a peer that lacks it.
+    fn doc_bytes(&self, id: RecordId) -> Result<Option<Vec<u8>>>;
+    /// Applies changes for many records atomically; returns the log sequence numbers written.
+    fn apply(&self, batch: &[(RecordId, Vec<u8>)]) -> Result<Vec<u64>>;
+    /// The local sequence up to which everything reached `peer`.
+    fn peer_cursor(&self, peer: DeviceId) -> Result<Option<u64>>;
+    /// Remembers that everything up to `seq` reached `peer`.
+    fn set_peer_cursor(&self, peer: DeviceId, seq: u64) -> Result<()>;
+}
+
+impl Replica for Engine {
+    fn workspace(&self) -> Uuid {
+        self.workspace_id()
+    }
+
+    fn replica_id(&self) -> DeviceId {
+        self.device_id()
+    }
+
+    fn last_seq(&self) -> Result<u64> {
+        self.store().last_seq()
+    }
+
+    fn all_heads(&self) -> Result<Vec<(RecordId, Vec<ChangeHash>)>> {
+        self.store().all_heads()
+    }
+
+    fn changed_since(&self, seq: u64) -> Result<Vec<RecordId>> {
+        self.store().changed_since(seq)
+    }
+
+    fn heads(&self, id: RecordId) -> Result<Vec<ChangeHash>> {
+        self.store().heads(id)
+    }
+
+    fn doc(&self, id: RecordId) -> Result<Option<Automerge>> {
+        self.store().doc(id)
+    }
+
+    fn doc_bytes(&self, id: RecordId) -> Result<Option<Vec<u8>>> {
+        self.store().doc_bytes(id)
+    }
+
+    fn apply(&self, batch: &[(RecordId, Vec<u8>)]) -> Result<Vec<u64>> {
+        // Through the engine, so subscribers (and everything fed by them) hear of the merge.
+        Ok(self.apply_changes(batch)?.iter().map(|e| e.seq).collect())
+    }
+
+    fn peer_cursor(&self, peer: DeviceId) -> Result<Option<u64>> {
+        self.store().peer_cursor(peer)
+    }
+
+    fn set_peer_cursor(&self, peer: DeviceId, seq: u64) -> Result<()> {
+        self.store().set_peer_cursor(peer, seq)
+    }
+}

@@ -1,0 +1,508 @@
+//! One sync session between two replicas, driven over a framed byte stream.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::time::Instant;
+
+use automerge::{Automerge, ChangeHash};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use super::frame::{FrameReader, FrameWriter};
+use super::message::{Batch, Hello, Item, Message, Need, PROTOCOL_VERSION};
+use super::reconcile::{Differences, ItemSet, from_raw, to_raw};
+use super::{ReconcileMode, Replica, SyncError, SyncOptions, SyncReport};
+use crate::model::RecordId;
+
+/// Recent change hashes sent with a request, so the answer can start close to what we have.
+const RECENT_HASHES: usize = 16;
+
+/// What we know of the peer's state of a differing record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Theirs {
+    /// It lacks the record.
+    Absent,
+    /// It has the record with these heads.
+    Heads(Vec<ChangeHash>),
+    /// We do not know: it will ask us if it needs anything.
+    Unknown,
+}
+
+struct Counters {
+    records_sent: usize,
+    records_received: usize,
+    round_trips: u32,
+    merged_seqs: BTreeSet<u64>,
+}
+
+/// Runs one session over `reader` / `writer` (the two halves of one connection) and returns
+/// what it did. Both peers call this; neither needs to know in advance who the other is.
+pub async fn sync<P, R, W>(
+    replica: &P,
+    reader: R,
+    writer: W,
+    options: &SyncOptions,
+) -> Result<SyncReport, SyncError>
+where
+    P: Replica + ?Sized,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let mut rx = FrameReader::new(reader, options.max_frame);
+    let mut tx = FrameWriter::new(writer, options.max_frame);
+    match run(replica, &mut rx, &mut tx, options, started).await {
+        Ok(report) => {
+            // The peer may already have closed its side; our part is done either way.
+            let _ = tx.finish().await;
+            Ok(report)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "sync session failed");
+            if !matches!(
+                e,
+                SyncError::Remote { .. } | SyncError::Io(_) | SyncError::Truncated
+            ) {
+                let abort = Message::Abort {
+                    code: e.abort_code(),
+                    message: e.to_string(),
+                };
+                let _ = tx.send(&abort).await;
+                let _ = tx.finish().await;
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn recv<R: AsyncRead + Unpin>(
+    rx: &mut FrameReader<R>,
+    options: &SyncOptions,
+) -> Result<Message, SyncError> {
+    let message = tokio::time::timeout(options.idle_timeout, rx.recv())
+        .await
+        .map_err(|_| SyncError::Timeout(options.idle_timeout))??;
+    if let Message::Abort { code, message } = message {
+        return Err(SyncError::Remote { code, message });
+    }
+    Ok(message)
+}
+
+/// Sends one message while receiving one, so two peers writing at once never wait on each
+/// other's full buffers.
+async fn swap<R, W>(
+    rx: &mut FrameReader<R>,
+    tx: &mut FrameWriter<W>,
+    message: &Message,
+    options: &SyncOptions,
+) -> Result<Message, SyncError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let (_, received) = tokio::try_join!(tx.send(message), recv(rx, options))?;
+    Ok(received)
+}
+
+fn unexpected(phase: &str, got: &Message) -> SyncError {
+    let kind = match got {
+        Message::Hello(_) => "hello",
+        Message::Reconcile(_) => "reconcile",
+        Message::Changed(_) => "changed",
+        Message::Batch(_) => "batch",
+        Message::Abort { .. } => "abort",
+    };
+    SyncError::Protocol(format!("expected {phase}, got {kind}"))
+}
+
+async fn run<P, R, W>(
+    replica: &P,
+    rx: &mut FrameReader<R>,
+    tx: &mut FrameWriter<W>,
+    options: &SyncOptions,
+    started: Instant,
+) -> Result<SyncReport, SyncError>
+where
+    P: Replica + ?Sized,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let me = replica.replica_id();
+    let start_seq = replica.last_seq()?;
+    let hello = Message::Hello(Hello {
+        protocol: PROTOCOL_VERSION,
+        workspace: replica.workspace(),
+        replica: me,
+    });
+    let theirs = match swap(rx, tx, &hello, options).await? {
+        Message::Hello(h) => h,
+        other => return Err(unexpected("hello", &other)),
+    };
+    if theirs.protocol != PROTOCOL_VERSION {
+        return Err(SyncError::Version {
+            ours: PROTOCOL_VERSION,
+            theirs: theirs.protocol,
+        });
+    }
+    if theirs.workspace != replica.workspace() {
+        return Err(SyncError::Workspace {
+            ours: replica.workspace(),
+            theirs: theirs.workspace,
+        });
+    }
+    if theirs.replica == me {
+        return Err(SyncError::SameReplica);
+    }
+    let peer = theirs.replica;
+    let mut counters = Counters {
+        records_sent: 0,
+        records_received: 0,
+        round_trips: 1,
+        merged_seqs: BTreeSet::new(),
+    };
+
+    // With a cursor, offer what changed since; without, say so and fall back to ranges.
+    let my_changes = match replica.peer_cursor(peer)? {
+        Some(cursor) => Some(items(replica, replica.changed_since(cursor)?)?),
+        None => None,
+    };
+    counters.round_trips += 1;
+    let offer = Message::Changed(my_changes.clone());
+    let their_changes = match swap(rx, tx, &offer, options).await? {
+        Message::Changed(list) => list,
+        other => return Err(unexpected("changed", &other)),
+    };
+    // Both sides must agree on whether an exchange follows: with cursors, whenever either
+    // listed something; with ranges, the differences found are the same on both sides.
+    let (mode, diffs, exchange_follows) = match (my_changes, their_changes) {
+        (Some(mine), Some(theirs)) => (
+            ReconcileMode::Cursor,
+            cursor_diffs(replica, &mine, &theirs)?,
+            !mine.is_empty() || !theirs.is_empty(),
+        ),
+        _ => {
+            let set = ItemSet::new(replica.all_heads()?);
+            let found = reconcile(&set, me < peer, rx, tx, options, &mut counters).await?;
+            let diffs: BTreeMap<RecordId, Theirs> = found
+                .into_iter()
+                .map(|(id, heads)| (id, heads.map_or(Theirs::Absent, Theirs::Heads)))
+                .collect();
+            let follows = !diffs.is_empty();
+            (ReconcileMode::Ranges, diffs, follows)
+        }
+    };
+
+    if exchange_follows {
+        exchange(replica, &diffs, mode, rx, tx, options, &mut counters).await?;
+    }
+
+    // Everything we had at the start, and what this session merged, has reached the peer.
+    let mut cursor = start_seq;
+    while counters.merged_seqs.contains(&(cursor + 1)) {
+        cursor += 1;
+    }
+    replica.set_peer_cursor(peer, cursor)?;
+    Ok(SyncReport {
+        peer,
+        mode,
+        differing: diffs.len(),
+        records_sent: counters.records_sent,
+        records_received: counters.records_received,
+        bytes_sent: tx.bytes,
+        bytes_received: rx.bytes,
+        round_trips: counters.round_trips,
+        duration: started.elapsed(),
+    })
+}
+
+fn items<P: Replica + ?Sized>(replica: &P, ids: Vec<RecordId>) -> Result<Vec<Item>, SyncError> {
+    ids.into_iter()
+        .map(|id| {
+            Ok(Item {
+                id,
+                heads: to_raw(&replica.heads(id)?),
+            })
+        })
+        .collect()
+}
+
+fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
+    heads.sort();
+    heads
+}
+
+fn cursor_diffs<P: Replica + ?Sized>(
+    replica: &P,
+    mine: &[Item],
+    theirs: &[Item],
+) -> Result<BTreeMap<RecordId, Theirs>, SyncError> {
+    let mut diffs = BTreeMap::new();
+    let mut listed = HashSet::with_capacity(theirs.len());
+    for item in theirs {
+        listed.insert(item.id);
+        let their_heads = sorted(from_raw(&item.heads));
+        if sorted(replica.heads(item.id)?) != their_heads {
+            diffs.insert(item.id, Theirs::Heads(their_heads));
+        }
+    }
+    // Ours that they did not list: they have not touched them since, and will ask for them.
+    for item in mine {
+        if !listed.contains(&item.id) {
+            diffs.insert(item.id, Theirs::Unknown);
+        }
+    }
+    Ok(diffs)
+}
+
+/// Range-based set reconciliation, driven by the `initiator` (the peer with the smaller id) as
+/// request / response rounds until a round finds nothing left to compare.
+async fn reconcile<R, W>(
+    set: &ItemSet,
+    initiator: bool,
+    rx: &mut FrameReader<R>,
+    tx: &mut FrameWriter<W>,
+    options: &SyncOptions,
+    counters: &mut Counters,
+) -> Result<Differences, SyncError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut diffs = Differences::new();
+    if initiator {
+        let mut outgoing = set.opening();
+        loop {
+            let done = outgoing.is_empty();
+            tx.send(&Message::Reconcile(outgoing)).await?;
+            if done {
+                return Ok(diffs);
+            }
+            counters.round_trips += 1;
+            let reply = match recv(rx, options).await? {
+                Message::Reconcile(ranges) => ranges,
+                other => return Err(unexpected("reconcile", &other)),
+            };
+            outgoing = set.answer(&reply, &mut diffs);
+        }
+    }
+    loop {
+        let request = match recv(rx, options).await? {
+            Message::Reconcile(ranges) => ranges,
+            other => return Err(unexpected("reconcile", &other)),
+        };
+        if request.is_empty() {
+            return Ok(diffs);
+        }
+        counters.round_trips += 1;
+        let reply = set.answer(&request, &mut diffs);
+        tx.send(&Message::Reconcile(reply)).await?;
+    }
+}
+
+/// Up to [`RECENT_HASHES`] change hashes of a document, newest first (heads, then their
+/// dependencies, breadth first).
+fn recent_hashes(doc: &Automerge) -> Vec<[u8; 32]> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    let mut queue: VecDeque<ChangeHash> = doc.get_heads().into();
+    while let Some(hash) = queue.pop_front() {
+        if out.len() >= RECENT_HASHES {
+            break;
+        }
+        if !seen.insert(hash) {
+            continue;
+        }
+        out.push(hash.0);
+        if let Some(meta) = doc.get_change_meta_by_hash(&hash) {
+            queue.extend(meta.deps.iter().copied());
+        }
+    }
+    out
+}
+
+fn knows_all(doc: &Automerge, heads: &[ChangeHash]) -> bool {
+    heads
+        .iter()
+        .all(|h| doc.get_change_meta_by_hash(h).is_some())
+}
+
+/// What to send a peer for one record in the first exchange round.
+enum Plan {
+    /// Bytes to send.
+    Send(Vec<u8>),
+    /// Ask for changes.
+    Ask(Need),
+    /// Nothing (the peer will send, or ask).
+    Nothing,
+}
+
+fn plan<P: Replica + ?Sized>(
+    replica: &P,
+    id: RecordId,
+    theirs: &Theirs,
+    mode: ReconcileMode,
+) -> Result<Plan, SyncError> {
+    Ok(match theirs {
+        Theirs::Unknown => Plan::Nothing,
+        Theirs::Absent => match replica.doc_bytes(id)? {
+            Some(bytes) => Plan::Send(bytes),
+            None => Plan::Nothing,
+        },
+        Theirs::Heads(their_heads) => match replica.doc(id)? {
+            // With cursors the peer cannot know we lack it: ask for the whole record.
+            None if mode == ReconcileMode::Cursor => Plan::Ask(Need {
+                id,
+                recent: Vec::new(),
+            }),
+            None => Plan::Nothing,
+            Some(doc) if knows_all(&doc, their_heads) => {
+                let bytes = doc.save_after(their_heads);
+                if bytes.is_empty() {
+                    Plan::Nothing
+                } else {
+                    Plan::Send(bytes)
+                }
+            }
+            Some(doc) => Plan::Ask(Need {
+                id,
+                recent: recent_hashes(&doc),
+            }),
+        },
+    })
+}
+
+/// The answer to a peer's request: the changes after the hashes of its we know.
+fn answer<P: Replica + ?Sized>(replica: &P, need: &Need) -> Result<Option<Vec<u8>>, SyncError> {
+    if need.recent.is_empty() {
+        return Ok(replica.doc_bytes(need.id)?);
+    }
+    let Some(doc) = replica.doc(need.id)? else {
+        return Ok(None);
+    };
+    let known: Vec<ChangeHash> = from_raw(&need.recent)
+        .into_iter()
+        .filter(|h| doc.get_change_meta_by_hash(h).is_some())
+        .collect();
+    let bytes = doc.save_after(&known);
+    Ok((!bytes.is_empty()).then_some(bytes))
+}
+
+/// Sends changes in batches: the items produce the bytes per record, lazily.
+async fn send_batches<W, I>(
+    tx: &mut FrameWriter<W>,
+    outgoing: I,
+    mut needs: Vec<Need>,
+    options: &SyncOptions,
+) -> Result<usize, SyncError>
+where
+    W: AsyncWrite + Unpin,
+    I: Iterator<Item = Result<(RecordId, Vec<u8>), SyncError>>,
+{
+    let mut sent = 0;
+    let mut batch = Batch::default();
+    let mut size = 0;
+    for item in outgoing {
+        let (id, bytes) = item?;
+        size += bytes.len() + 24;
+        batch.changes.push((id, bytes));
+        sent += 1;
+        if size >= options.batch_bytes || batch.changes.len() >= options.batch_records {
+            tx.send(&Message::Batch(std::mem::take(&mut batch))).await?;
+            size = 0;
+        }
+    }
+    batch.needs = std::mem::take(&mut needs);
+    batch.last = true;
+    tx.send(&Message::Batch(batch)).await?;
+    Ok(sent)
+}
+
+/// Receives batches until the peer's last one, applying each in one transaction.
+async fn receive_batches<P, R>(
+    replica: &P,
+    rx: &mut FrameReader<R>,
+    options: &SyncOptions,
+) -> Result<(Vec<Need>, Vec<u64>), SyncError>
+where
+    P: Replica + ?Sized,
+    R: AsyncRead + Unpin,
+{
+    let mut needs = Vec::new();
+    let mut seqs = Vec::new();
+    loop {
+        let batch = match recv(rx, options).await? {
+            Message::Batch(batch) => batch,
+            other => return Err(unexpected("batch", &other)),
+        };
+        if !batch.changes.is_empty() {
+            seqs.extend(replica.apply(&batch.changes)?);
+        }
+        needs.extend(batch.needs);
+        if batch.last {
+            return Ok((needs, seqs));
+        }
+    }
+}
+
+/// The exchange: a first round of changes and requests both ways at once, then, if anyone
+/// asked, a second round of answers.
+async fn exchange<P, R, W>(
+    replica: &P,
+    diffs: &BTreeMap<RecordId, Theirs>,
+    mode: ReconcileMode,
+    rx: &mut FrameReader<R>,
+    tx: &mut FrameWriter<W>,
+    options: &SyncOptions,
+    counters: &mut Counters,
+) -> Result<(), SyncError>
+where
+    P: Replica + ?Sized,
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut my_needs = Vec::new();
+    let mut sent_first = HashSet::new();
+    let mut first = Vec::new();
+    for (id, theirs) in diffs {
+        match plan(replica, *id, theirs, mode)? {
+            Plan::Send(bytes) => {
+                sent_first.insert(*id);
+                first.push(Ok((*id, bytes)));
+            }
+            Plan::Ask(need) => my_needs.push(need),
+            Plan::Nothing => {}
+        }
+    }
+    let asked = !my_needs.is_empty();
+    counters.round_trips += 1;
+    let (sent, (their_needs, seqs)) = tokio::try_join!(
+        send_batches(tx, first.into_iter(), my_needs, options),
+        receive_batches(replica, rx, options)
+    )?;
+    counters.records_sent += sent;
+    counters.records_received += seqs.len();
+    counters.merged_seqs.extend(seqs);
+    if !asked && their_needs.is_empty() {
+        return Ok(());
+    }
+    counters.round_trips += 1;
+    let answers = their_needs
+        .iter()
+        .filter(|need| !sent_first.contains(&need.id))
+        .filter_map(|need| match answer(replica, need) {
+            Ok(Some(bytes)) => Some(Ok((need.id, bytes))),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        });
+    let (sent, (extra_needs, seqs)) = tokio::try_join!(
+        send_batches(tx, answers, Vec::new(), options),
+        receive_batches(replica, rx, options)
+    )?;
+    if !extra_needs.is_empty() {
+        return Err(SyncError::Protocol(
+            "requests in the answering round".to_string(),
+        ));
+    }
+    counters.records_sent += sent;
+    counters.records_received += seqs.len();
+    counters.merged_seqs.extend(seqs);
+    Ok(())
+}
