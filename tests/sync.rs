@@ -5,9 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use crmsync::sync::{ReconcileMode, SyncError, SyncOptions, SyncReport, sync};
-use crmsync::{
-    Engine, EngineOptions, NewRecord, Patch, Record, RecordId, RecordType, StoreOptions, Value,
-};
+use crmsync::{Engine, EngineOptions, NewRecord, Patch, Record, RecordId, RecordType, Value};
 use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf, duplex, split};
 use uuid::Uuid;
 
@@ -15,13 +13,9 @@ use crate::common::money;
 
 /// An in-memory replica of a given workspace.
 pub fn replica(workspace: Uuid) -> Engine {
-    Engine::in_memory_with(EngineOptions {
-        store: StoreOptions {
-            workspace: Some(workspace),
-            ..StoreOptions::default()
-        },
-    })
-    .expect("in-memory engine")
+    let mut options = EngineOptions::default();
+    options.store.workspace = Some(workspace);
+    Engine::in_memory_with(options).expect("in-memory engine")
 }
 
 async fn session_with(
@@ -312,4 +306,82 @@ async fn hostile_bytes_end_the_session_with_an_error_and_change_nothing() {
         matches!(truncated, Err(SyncError::Truncated)),
         "{truncated:?}"
     );
+}
+
+#[tokio::test]
+async fn a_record_created_separately_under_the_same_id_is_refused_whole() {
+    let ws = Uuid::new_v4();
+    let (a, b) = (replica(ws), replica(ws));
+    let id = RecordId::new();
+    let mut as_company = NewRecord::new(RecordType::Company).with("name", "Acme");
+    as_company.id = Some(id);
+    let mut as_contact = NewRecord::new(RecordType::Contact).with("first_name", "Ann");
+    as_contact.id = Some(id);
+    a.create(as_company).unwrap();
+    b.create(as_contact).unwrap();
+    let bystander = company(&b, "Innocent bystander");
+    let (before_a, before_b) = (rows(&a), rows(&b));
+    let (ra, rb) = session_with(&a, &b, &SyncOptions::default()).await;
+    assert!(ra.is_err() && rb.is_err(), "{ra:?} / {rb:?}");
+    let message = format!("{} / {}", ra.unwrap_err(), rb.unwrap_err());
+    assert!(message.contains("created separately"), "{message}");
+    // The clash is refused on both sides; a record that travelled in an earlier batch stays.
+    assert_eq!(rows(&b), before_b);
+    let after_a = rows(&a);
+    assert!(after_a.iter().any(|r| r.id == bystander));
+    assert_eq!(
+        after_a
+            .into_iter()
+            .filter(|r| r.id != bystander)
+            .collect::<Vec<_>>(),
+        before_a
+    );
+}
+
+#[tokio::test]
+async fn garbage_after_a_valid_hello_changes_nothing() {
+    use tokio::io::AsyncWriteExt;
+    let ws = Uuid::new_v4();
+    let (a, b) = (replica(ws), replica(ws));
+    company(&a, "Acme");
+    let before = rows(&a);
+    // Record what b says first, then replay b's hello followed by garbage to a.
+    let (x, y) = duplex(1 << 16);
+    let (xr, xw) = split(x);
+    let (mut yr, mut yw) = split(y);
+    let hello_of_b = {
+        let (p, q) = duplex(1 << 16);
+        let (pr, pw) = split(p);
+        let (mut qr, qw) = split(q);
+        let options = SyncOptions {
+            idle_timeout: std::time::Duration::from_millis(200),
+            ..SyncOptions::default()
+        };
+        let grab = async {
+            let mut prefix = [0u8; 4];
+            tokio::io::AsyncReadExt::read_exact(&mut qr, &mut prefix)
+                .await
+                .unwrap();
+            let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
+            tokio::io::AsyncReadExt::read_exact(&mut qr, &mut body)
+                .await
+                .unwrap();
+            drop(qw);
+            [prefix.to_vec(), body].concat()
+        };
+        let (_, hello) = tokio::join!(sync(&b, pr, pw, &options), grab);
+        hello
+    };
+    let attacker = async {
+        yw.write_all(&hello_of_b).await.unwrap();
+        yw.write_all(&[0, 0, 0, 9, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5])
+            .await
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut yr, &mut sink).await;
+    };
+    let options = SyncOptions::default();
+    let (result, _) = tokio::join!(sync(&a, xr, xw, &options), attacker);
+    assert!(matches!(result, Err(SyncError::Decode(_))), "{result:?}");
+    assert_eq!(rows(&a), before);
 }

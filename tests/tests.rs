@@ -7,3 +7,4 @@ mod crash;
 mod engine;
 mod import_export;
 mod sync;
+mod sync_props;

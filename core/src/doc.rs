@@ -22,7 +22,7 @@ use crate::model::{DeviceId, FieldOp, RecordType, Value, format_value};
 pub use history::{
     Conflict, FieldChange, HistoryEntry, Version, conflicts, field_history, history,
 };
-pub use read::materialize;
+pub use read::{check_single_origin, materialize};
 
 pub(crate) const TYPE: &str = "type";
 pub(crate) const CREATED_AT: &str = "created_at";
@@ -65,6 +65,9 @@ pub enum DocError {
         /// Length of the text.
         len: usize,
     },
+    /// Separately created records share the id.
+    #[error("{0} records were created separately under this id; refusing to merge them")]
+    SeveralOrigins(usize),
     /// The document depends on changes that are not present.
     #[error("the document lacks {0} change(s) its history depends on")]
     MissingChanges(usize),

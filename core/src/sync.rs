@@ -27,7 +27,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use message::{AbortCode, PROTOCOL_VERSION};
+pub use frame::{decode_frame, encode_frame};
+pub use message::{AbortCode, Message, PROTOCOL_VERSION};
 pub use replica::Replica;
 pub use session::sync;
 

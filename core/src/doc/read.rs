@@ -30,6 +30,17 @@ pub fn record_type(doc: &Automerge) -> Result<RecordType, DocError> {
     }
 }
 
+/// Checks that a document has one origin: its `type` was set once, by one creating change. Two
+/// records created separately under the same id merge into a document with a conflicting type;
+/// merging such a document would silently mix two records, so it is refused.
+pub fn check_single_origin(doc: &Automerge) -> Result<(), DocError> {
+    let origins = doc.get_all(ROOT, TYPE)?.len();
+    if origins > 1 {
+        return Err(DocError::SeveralOrigins(origins));
+    }
+    Ok(())
+}
+
 /// Reads the current value of a record from its document. Declared fields must hold their
 /// declared kind; fields this replica does not know are read by the shape Automerge stores.
 pub fn materialize(doc: &Automerge, id: RecordId, schema: &Schema) -> Result<Record, DocError> {

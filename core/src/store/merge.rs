@@ -73,6 +73,7 @@ impl Store {
                         0,
                     ),
                 };
+                doc::check_single_origin(&doc).map_err(Error::doc(id))?;
                 let missing = doc.get_missing_deps(&[]);
                 if !missing.is_empty() {
                     return Err(Error::doc(id)(DocError::MissingChanges(missing.len())));

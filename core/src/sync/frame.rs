@@ -6,6 +6,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::SyncError;
+use super::message::Message;
 
 /// Writes frames and counts what it wrote.
 pub struct FrameWriter<W> {
@@ -79,26 +80,57 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             .read_exact(&mut prefix)
             .await
             .map_err(truncated)?;
-        let len = u32::from_be_bytes(prefix) as usize;
-        if len > self.max {
-            return Err(SyncError::FrameTooLarge {
-                size: len as u64,
-                max: self.max as u64,
-            });
-        }
+        let len = checked_len(prefix, self.max)?;
         let mut body = vec![0u8; len];
         self.inner.read_exact(&mut body).await.map_err(truncated)?;
         self.bytes += 4 + len as u64;
-        let (message, rest) =
-            postcard::take_from_bytes(&body).map_err(|e| SyncError::Decode(e.to_string()))?;
-        if !rest.is_empty() {
-            return Err(SyncError::Decode(format!(
-                "{} unexpected byte(s) after the message",
-                rest.len()
-            )));
-        }
-        Ok(message)
+        decode_body(&body)
     }
+}
+
+fn checked_len(prefix: [u8; 4], max: usize) -> Result<usize, SyncError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > max {
+        return Err(SyncError::FrameTooLarge {
+            size: len as u64,
+            max: max as u64,
+        });
+    }
+    Ok(len)
+}
+
+fn decode_body<M: DeserializeOwned>(body: &[u8]) -> Result<M, SyncError> {
+    let (message, rest) =
+        postcard::take_from_bytes(body).map_err(|e| SyncError::Decode(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(SyncError::Decode(format!(
+            "{} unexpected byte(s) after the message",
+            rest.len()
+        )));
+    }
+    Ok(message)
+}
+
+/// Encodes a message as one frame (length prefix and body), as a session sends it.
+pub fn encode_frame(message: &Message) -> Result<Vec<u8>, SyncError> {
+    let body = postcard::to_allocvec(message).map_err(|e| SyncError::Encode(e.to_string()))?;
+    let len = u32::try_from(body.len()).map_err(|_| SyncError::FrameTooLarge {
+        size: body.len() as u64,
+        max: u64::from(u32::MAX),
+    })?;
+    Ok([len.to_be_bytes().as_slice(), &body].concat())
+}
+
+/// Decodes the frame at the start of `bytes` exactly as a session reads it, returning the
+/// message and the bytes the frame took. For fuzzing and tools.
+pub fn decode_frame(bytes: &[u8], max: usize) -> Result<(Message, usize), SyncError> {
+    let prefix: [u8; 4] = bytes
+        .get(..4)
+        .and_then(|p| p.try_into().ok())
+        .ok_or(SyncError::Truncated)?;
+    let len = checked_len(prefix, max)?;
+    let body = bytes.get(4..4 + len).ok_or(SyncError::Truncated)?;
+    Ok((decode_body(body)?, 4 + len))
 }
 
 fn truncated(e: std::io::Error) -> SyncError {
