@@ -19,13 +19,18 @@ fn open(dir: &std::path::Path, name: &str, workspace: Uuid) -> anyhow::Result<En
     Engine::open_with(dir.join(name), options).context("open replica")
 }
 
+/// One session, each side on its own task (as on two devices: both sides work in parallel).
 async fn session(a: &Engine, b: &Engine) -> anyhow::Result<(SyncReport, SyncReport)> {
     let (x, y) = duplex(1 << 20);
-    let (xr, xw) = split(x);
-    let (yr, yw) = split(y);
-    let options = SyncOptions::default();
-    let (ra, rb) = tokio::join!(sync(a, xr, xw, &options), sync(b, yr, yw, &options));
-    Ok((ra?, rb?))
+    let side = |engine: &Engine, stream| {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            let (r, w) = split(stream);
+            sync(&engine, r, w, &SyncOptions::default()).await
+        })
+    };
+    let (ta, tb) = (side(a, x), side(b, y));
+    Ok((ta.await??, tb.await??))
 }
 
 /// Bytes of the changes `to` lacks from `from`, for the given records: the physical floor.
@@ -82,7 +87,7 @@ fn populate(e: &Engine, n: usize) -> anyhow::Result<Vec<RecordId>> {
     Ok(ids)
 }
 
-#[tokio::main(flavor = "current_thread")]
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args
@@ -155,7 +160,7 @@ async fn main() -> anyhow::Result<()> {
     session(&c, &b).await?;
     // c has met b, never a: c and a are a fresh pairing.
     for id in ids.iter().step_by(n / 10) {
-        c.update(*id, Patch::new().set("title", "Changed"))?;
+        c.update(*id, Patch::new().set("owner", "changed"))?;
     }
     let t = Instant::now();
     let (rca, rac) = session(&c, &a).await?;

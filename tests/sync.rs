@@ -385,3 +385,37 @@ async fn garbage_after_a_valid_hello_changes_nothing() {
     assert!(matches!(result, Err(SyncError::Decode(_))), "{result:?}");
     assert_eq!(rows(&a), before);
 }
+
+#[tokio::test]
+async fn known_peer_gets_one_sided_changes_in_three_round_trips_near_the_raw_size() {
+    let ws = Uuid::new_v4();
+    let (a, b) = (replica(ws), replica(ws));
+    let batch: Vec<_> = (0..300)
+        .map(|i| NewRecord::new(RecordType::Company).with("name", format!("C{i}")))
+        .collect();
+    let ids = a.create_many(batch).unwrap();
+    session(&a, &b).await;
+    let changed: Vec<RecordId> = ids.iter().step_by(3).copied().collect();
+    for id in &changed {
+        a.update(*id, Patch::new().set("industry", "Energy"))
+            .unwrap();
+    }
+    let mut raw = 0;
+    for id in &changed {
+        raw += a
+            .export_changes(*id, &b.heads(*id).unwrap())
+            .unwrap()
+            .unwrap()
+            .len() as u64;
+    }
+    let (ra, rb) = session(&a, &b).await;
+    assert_eq!(ra.mode, ReconcileMode::Cursor);
+    assert_eq!(rb.records_received, changed.len());
+    assert_eq!(ra.round_trips, 3, "hello, offers, one exchange: {ra:?}");
+    let wire = ra.bytes_sent + rb.bytes_sent;
+    assert!(
+        (wire as f64) <= 1.5 * raw as f64,
+        "{wire} bytes on the wire for {raw} bytes of changes"
+    );
+    assert_eq!(rows(&a), rows(&b));
+}

@@ -320,7 +320,7 @@ impl Store {
         let mut out = Vec::new();
         for entry in log.range(seq.saturating_add(1)..)?.take(limit) {
             let (k, v) = entry?;
-            let (id, code) = v.value();
+            let (id, code, _) = tables::decode_log(k.value(), v.value())?;
             let kind = ChangeKind::from_code(code).ok_or_else(|| {
                 Error::corrupt(format!("log entry {}", k.value()), "unknown kind")
             })?;
@@ -343,22 +343,22 @@ impl Store {
         Ok(out)
     }
 
-    /// Ids of the records written (locally or by merges) after log sequence `seq`, each once,
-    /// in the order of their latest write.
-    pub fn changed_since(&self, seq: u64) -> Result<Vec<RecordId>> {
+    /// The records written (locally or by merges) after log sequence `seq`, each once, in the
+    /// order of their first such write, with their heads just before it: the state a peer that
+    /// received everything up to `seq` has at least.
+    pub fn changed_since(&self, seq: u64) -> Result<Vec<(RecordId, Vec<ChangeHash>)>> {
         let txn = self.db.begin_read()?;
         let log = txn.open_table(LOG)?;
-        let mut latest: std::collections::HashMap<u128, u64> = std::collections::HashMap::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
         for entry in log.range(seq.saturating_add(1)..)? {
             let (k, v) = entry?;
-            latest.insert(v.value().0, k.value());
+            let (id, _, heads_before) = tables::decode_log(k.value(), v.value())?;
+            if seen.insert(id) {
+                out.push((RecordId::from_u128(id), heads_before));
+            }
         }
-        let mut ids: Vec<(u64, u128)> = latest.into_iter().map(|(id, s)| (s, id)).collect();
-        ids.sort_unstable();
-        Ok(ids
-            .into_iter()
-            .map(|(_, id)| RecordId::from_u128(id))
-            .collect())
+        Ok(out)
     }
 
     /// The local log sequence up to which everything was delivered to `peer` in the last

@@ -14,8 +14,9 @@ pub const DOC_CHANGES: TableDefinition<(u128, u32), &[u8]> = TableDefinition::ne
 pub const ROWS: TableDefinition<u128, &[u8]> = TableDefinition::new("rows");
 /// Record id → current Automerge heads (concatenated 32-byte hashes).
 pub const HEADS: TableDefinition<u128, &[u8]> = TableDefinition::new("heads");
-/// Local sequence number → (record id, change kind).
-pub const LOG: TableDefinition<u64, (u128, u8)> = TableDefinition::new("log");
+/// Local sequence number → record id, change kind and the record's heads before the write
+/// (see [`encode_log`]). The heads let sync send a known peer exactly what it lacks.
+pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// (record type, record id) → () for live (not deleted) records: lists by type in id order.
 pub const BY_TYPE: TableDefinition<(&str, u128), ()> = TableDefinition::new("by_type");
 /// Name → value: format version, device id, workspace id, schema customizations.
@@ -43,6 +44,26 @@ pub fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>> {
         .chunks_exact(32)
         .map(|c| ChangeHash::try_from(c).map_err(|e| Error::corrupt("heads", e)))
         .collect()
+}
+
+/// A log entry: record id (16 bytes), change kind (1 byte), heads before the write (32 each).
+pub fn encode_log(id: u128, kind: u8, heads_before: &[ChangeHash]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(17 + 32 * heads_before.len());
+    out.extend_from_slice(&id.to_be_bytes());
+    out.push(kind);
+    out.extend(encode_heads(heads_before));
+    out
+}
+
+/// Decodes a log entry written by [`encode_log`].
+pub fn decode_log(seq: u64, bytes: &[u8]) -> Result<(u128, u8, Vec<ChangeHash>)> {
+    let bad = || Error::corrupt(format!("log entry {seq}"), "shorter than 17 bytes");
+    let id: [u8; 16] = bytes
+        .get(..16)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(bad)?;
+    let kind = *bytes.get(16).ok_or_else(bad)?;
+    Ok((u128::from_be_bytes(id), kind, decode_heads(&bytes[17..])?))
 }
 
 /// Loads a record's document: the compacted base plus the changes appended since. Returns the

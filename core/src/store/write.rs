@@ -22,7 +22,7 @@ pub(super) struct WriteCtx<'t> {
     pub changes: Table<'t, (u128, u32), &'static [u8]>,
     pub rows: Table<'t, u128, &'static [u8]>,
     heads: Table<'t, u128, &'static [u8]>,
-    log: Table<'t, u64, (u128, u8)>,
+    log: Table<'t, u64, &'static [u8]>,
     by_type: Table<'t, (&'static str, u128), ()>,
     next_seq: u64,
     compaction_threshold: u32,
@@ -75,6 +75,10 @@ impl<'t> WriteCtx<'t> {
         kind: ChangeKind,
     ) -> Result<ChangeEvent> {
         let key = record.id.as_u128();
+        let heads_before = match &origin {
+            Origin::New(_) => Vec::new(),
+            Origin::Loaded { heads, .. } => heads.clone(),
+        };
         match origin {
             Origin::New(bytes) => {
                 self.docs.insert(key, bytes.as_slice())?;
@@ -101,7 +105,10 @@ impl<'t> WriteCtx<'t> {
             self.by_type.insert(type_key, ())?;
         }
         let seq = self.next_seq;
-        self.log.insert(seq, (key, kind.code()))?;
+        self.log.insert(
+            seq,
+            tables::encode_log(key, kind.code(), &heads_before).as_slice(),
+        )?;
         self.next_seq += 1;
         Ok(ChangeEvent {
             seq,

@@ -105,7 +105,7 @@ pub enum Message {
     Reconcile(Vec<Range>),
     /// The records changed since the sender's last completed sync with the receiver, or
     /// `None` if it has no such sync on record (then set reconciliation follows).
-    Changed(Option<Vec<Item>>),
+    Changed(Option<Vec<RecordId>>),
     /// Changes and requests.
     Batch(Batch),
     /// The sender gives up; the session ends.

@@ -19,8 +19,9 @@ pub trait Replica {
     fn last_seq(&self) -> Result<u64>;
     /// Every record with its heads (tombstones included).
     fn all_heads(&self) -> Result<Vec<(RecordId, Vec<ChangeHash>)>>;
-    /// Records written after a log sequence number.
-    fn changed_since(&self, seq: u64) -> Result<Vec<RecordId>>;
+    /// Records written after a log sequence number, with their heads before the first such
+    /// write (what a peer that got everything up to `seq` has at least).
+    fn changed_since(&self, seq: u64) -> Result<Vec<(RecordId, Vec<ChangeHash>)>>;
     /// A record's heads (empty if unknown).
     fn heads(&self, id: RecordId) -> Result<Vec<ChangeHash>>;
     /// A record's document.
@@ -52,7 +53,7 @@ impl Replica for Engine {
         self.store().all_heads()
     }
 
-    fn changed_since(&self, seq: u64) -> Result<Vec<RecordId>> {
+    fn changed_since(&self, seq: u64) -> Result<Vec<(RecordId, Vec<ChangeHash>)>> {
         self.store().changed_since(seq)
     }
 

@@ -7,8 +7,8 @@ use automerge::{Automerge, ChangeHash};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::frame::{FrameReader, FrameWriter};
-use super::message::{Batch, Hello, Item, Message, Need, PROTOCOL_VERSION};
-use super::reconcile::{Differences, ItemSet, from_raw, to_raw};
+use super::message::{Batch, Hello, Message, Need, PROTOCOL_VERSION};
+use super::reconcile::{Differences, ItemSet, from_raw};
 use super::{ReconcileMode, Replica, SyncError, SyncOptions, SyncReport};
 use crate::model::RecordId;
 
@@ -22,8 +22,12 @@ enum Theirs {
     Absent,
     /// It has the record with these heads.
     Heads(Vec<ChangeHash>),
-    /// We do not know: it will ask us if it needs anything.
-    Unknown,
+    /// It has at least these heads (our state at the last completed sync) and changed nothing.
+    Since(Vec<ChangeHash>),
+    /// Both sides changed it since the last sync: each asks the other.
+    Concurrent,
+    /// Only the peer changed it: the peer sends.
+    PeerSends,
 }
 
 struct Counters {
@@ -161,11 +165,15 @@ where
 
     // With a cursor, offer what changed since; without, say so and fall back to ranges.
     let my_changes = match replica.peer_cursor(peer)? {
-        Some(cursor) => Some(items(replica, replica.changed_since(cursor)?)?),
+        Some(cursor) => Some(replica.changed_since(cursor)?),
         None => None,
     };
     counters.round_trips += 1;
-    let offer = Message::Changed(my_changes.clone());
+    let offer = Message::Changed(
+        my_changes
+            .as_ref()
+            .map(|list| list.iter().map(|(id, _)| *id).collect()),
+    );
     let their_changes = match swap(rx, tx, &offer, options).await? {
         Message::Changed(list) => list,
         other => return Err(unexpected("changed", &other)),
@@ -173,11 +181,10 @@ where
     // Both sides must agree on whether an exchange follows: with cursors, whenever either
     // listed something; with ranges, the differences found are the same on both sides.
     let (mode, diffs, exchange_follows) = match (my_changes, their_changes) {
-        (Some(mine), Some(theirs)) => (
-            ReconcileMode::Cursor,
-            cursor_diffs(replica, &mine, &theirs)?,
-            !mine.is_empty() || !theirs.is_empty(),
-        ),
+        (Some(mine), Some(theirs)) => {
+            let follows = !mine.is_empty() || !theirs.is_empty();
+            (ReconcileMode::Cursor, cursor_diffs(mine, &theirs), follows)
+        }
         _ => {
             let set = ItemSet::new(replica.all_heads()?);
             let found = reconcile(&set, me < peer, rx, tx, options, &mut counters).await?;
@@ -191,7 +198,7 @@ where
     };
 
     if exchange_follows {
-        exchange(replica, &diffs, mode, rx, tx, options, &mut counters).await?;
+        exchange(replica, &diffs, rx, tx, options, &mut counters).await?;
     }
 
     // Everything we had at the start, and what this session merged, has reached the peer.
@@ -213,43 +220,24 @@ where
     })
 }
 
-fn items<P: Replica + ?Sized>(replica: &P, ids: Vec<RecordId>) -> Result<Vec<Item>, SyncError> {
-    ids.into_iter()
-        .map(|id| {
-            Ok(Item {
-                id,
-                heads: to_raw(&replica.heads(id)?),
-            })
-        })
-        .collect()
-}
-
-fn sorted(mut heads: Vec<ChangeHash>) -> Vec<ChangeHash> {
-    heads.sort();
-    heads
-}
-
-fn cursor_diffs<P: Replica + ?Sized>(
-    replica: &P,
-    mine: &[Item],
-    theirs: &[Item],
-) -> Result<BTreeMap<RecordId, Theirs>, SyncError> {
-    let mut diffs = BTreeMap::new();
-    let mut listed = HashSet::with_capacity(theirs.len());
-    for item in theirs {
-        listed.insert(item.id);
-        let their_heads = sorted(from_raw(&item.heads));
-        if sorted(replica.heads(item.id)?) != their_heads {
-            diffs.insert(item.id, Theirs::Heads(their_heads));
-        }
+/// With cursors: what we changed and they did not, they have as of our last sync; what both
+/// changed needs asking; what only they changed, they send.
+fn cursor_diffs(
+    mine: Vec<(RecordId, Vec<ChangeHash>)>,
+    theirs: &[RecordId],
+) -> BTreeMap<RecordId, Theirs> {
+    let theirs: HashSet<RecordId> = theirs.iter().copied().collect();
+    let mut diffs: BTreeMap<RecordId, Theirs> =
+        theirs.iter().map(|id| (*id, Theirs::PeerSends)).collect();
+    for (id, heads_before) in mine {
+        let state = if theirs.contains(&id) {
+            Theirs::Concurrent
+        } else {
+            Theirs::Since(heads_before)
+        };
+        diffs.insert(id, state);
     }
-    // Ours that they did not list: they have not touched them since, and will ask for them.
-    for item in mine {
-        if !listed.contains(&item.id) {
-            diffs.insert(item.id, Theirs::Unknown);
-        }
-    }
-    Ok(diffs)
+    diffs
 }
 
 /// Range-based set reconciliation, driven by the `initiator` (the peer with the smaller id) as
@@ -338,29 +326,38 @@ fn plan<P: Replica + ?Sized>(
     replica: &P,
     id: RecordId,
     theirs: &Theirs,
-    mode: ReconcileMode,
 ) -> Result<Plan, SyncError> {
+    let send = |bytes: Vec<u8>| {
+        if bytes.is_empty() {
+            Plan::Nothing
+        } else {
+            Plan::Send(bytes)
+        }
+    };
     Ok(match theirs {
-        Theirs::Unknown => Plan::Nothing,
-        Theirs::Absent => match replica.doc_bytes(id)? {
-            Some(bytes) => Plan::Send(bytes),
+        Theirs::PeerSends => Plan::Nothing,
+        Theirs::Absent => replica.doc_bytes(id)?.map_or(Plan::Nothing, send),
+        Theirs::Since(heads) if heads.is_empty() => {
+            replica.doc_bytes(id)?.map_or(Plan::Nothing, send)
+        }
+        Theirs::Since(heads) => match replica.doc(id)? {
+            Some(doc) => send(doc.save_after(heads)),
             None => Plan::Nothing,
         },
-        Theirs::Heads(their_heads) => match replica.doc(id)? {
-            // With cursors the peer cannot know we lack it: ask for the whole record.
-            None if mode == ReconcileMode::Cursor => Plan::Ask(Need {
+        Theirs::Concurrent => match replica.doc(id)? {
+            Some(doc) => Plan::Ask(Need {
+                id,
+                recent: recent_hashes(&doc),
+            }),
+            None => Plan::Ask(Need {
                 id,
                 recent: Vec::new(),
             }),
+        },
+        Theirs::Heads(their_heads) => match replica.doc(id)? {
+            // We lack it: the peer sees us absent and sends it whole.
             None => Plan::Nothing,
-            Some(doc) if knows_all(&doc, their_heads) => {
-                let bytes = doc.save_after(their_heads);
-                if bytes.is_empty() {
-                    Plan::Nothing
-                } else {
-                    Plan::Send(bytes)
-                }
-            }
+            Some(doc) if knows_all(&doc, their_heads) => send(doc.save_after(their_heads)),
             Some(doc) => Plan::Ask(Need {
                 id,
                 recent: recent_hashes(&doc),
@@ -447,7 +444,6 @@ where
 async fn exchange<P, R, W>(
     replica: &P,
     diffs: &BTreeMap<RecordId, Theirs>,
-    mode: ReconcileMode,
     rx: &mut FrameReader<R>,
     tx: &mut FrameWriter<W>,
     options: &SyncOptions,
@@ -462,7 +458,7 @@ where
     let mut sent_first = HashSet::new();
     let mut first = Vec::new();
     for (id, theirs) in diffs {
-        match plan(replica, *id, theirs, mode)? {
+        match plan(replica, *id, theirs)? {
             Plan::Send(bytes) => {
                 sent_first.insert(*id);
                 first.push(Ok((*id, bytes)));
