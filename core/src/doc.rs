@@ -11,10 +11,12 @@
 mod history;
 mod read;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
+use automerge::{
+    ActorId, Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, TextEncoding, hydrate,
+};
 use chrono::{DateTime, Utc};
 
 use crate::model::{DeviceId, FieldOp, RecordType, Value, format_value};
@@ -89,22 +91,48 @@ pub fn create(
     fields: &BTreeMap<String, Value>,
     now: DateTime<Utc>,
 ) -> Result<Automerge, DocError> {
+    // One batched initialization instead of a put per field: ~5x cheaper in automerge 0.12.
+    let mut fields_map: HashMap<String, hydrate::Value> = HashMap::with_capacity(fields.len());
+    for (name, value) in fields {
+        fields_map.insert(name.clone(), hydrate_value(value));
+    }
+    let mut root: HashMap<String, hydrate::Value> = HashMap::with_capacity(5);
+    let scalar = |v: ScalarValue| hydrate::Value::Scalar(v);
+    root.insert(
+        TYPE.into(),
+        scalar(ScalarValue::Str(record_type.as_str().into())),
+    );
+    root.insert(
+        CREATED_AT.into(),
+        scalar(ScalarValue::Timestamp(now.timestamp_millis())),
+    );
+    root.insert(
+        CREATED_BY.into(),
+        scalar(ScalarValue::Bytes(device.0.to_vec())),
+    );
+    root.insert(DELETED.into(), scalar(ScalarValue::Boolean(false)));
+    root.insert(
+        FIELDS.into(),
+        hydrate::Value::Map(hydrate::Map::from(fields_map)),
+    );
     let mut doc = Automerge::new().with_actor(actor_for(device));
     let mut tx = doc.transaction();
-    tx.put(ROOT, TYPE, record_type.as_str())?;
-    tx.put(
-        ROOT,
-        CREATED_AT,
-        ScalarValue::Timestamp(now.timestamp_millis()),
-    )?;
-    tx.put(ROOT, CREATED_BY, ScalarValue::Bytes(device.0.to_vec()))?;
-    tx.put(ROOT, DELETED, false)?;
-    let map = tx.put_object(ROOT, FIELDS, ObjType::Map)?;
-    for (name, value) in fields {
-        put_value(&mut tx, &map, name, value)?;
-    }
+    tx.init_root_from_hydrate(&hydrate::Map::from(root))?;
     commit(tx, now);
     Ok(doc)
+}
+
+fn hydrate_value(value: &Value) -> hydrate::Value {
+    match value {
+        Value::LongText(text) => hydrate::Value::text(TextEncoding::UnicodeCodePoint, text),
+        Value::List(_) | Value::Links(_) => hydrate::Value::from(
+            list_items(value)
+                .into_iter()
+                .map(|item| hydrate::Value::Scalar(ScalarValue::Str(item.into())))
+                .collect::<Vec<_>>(),
+        ),
+        scalar => hydrate::Value::Scalar(encode_scalar(scalar)),
+    }
 }
 
 /// Applies field ops (already validated and normalized) to a document as one change.

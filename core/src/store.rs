@@ -33,6 +33,12 @@ pub struct StoreOptions {
     /// The workspace a new file joins (default: a new workspace with a random id). Opening an
     /// existing file of another workspace with this set is an error.
     pub workspace: Option<Uuid>,
+    /// Bytes of pages redb keeps cached in memory (default 32 MiB, sized for phones).
+    pub cache_size: usize,
+    /// Verify the whole file when opening it (default true), so a file damaged outside
+    /// crmsync is refused with an error. Without it redb trusts a cleanly closed file and may
+    /// panic on damage; the check costs a read of the file and one fsync per open.
+    pub verify_on_open: bool,
 }
 
 impl Default for StoreOptions {
@@ -40,6 +46,8 @@ impl Default for StoreOptions {
         Self {
             compaction_threshold: 32,
             workspace: None,
+            cache_size: 32 << 20,
+            verify_on_open: true,
         }
     }
 }
@@ -89,11 +97,13 @@ fn parse_workspace(bytes: &[u8]) -> Result<Uuid> {
 impl Store {
     /// Opens the database file, creating it (with a new device id) if it does not exist.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Self> {
-        let db = if path.exists() {
-            Database::open(path)?
-        } else {
-            Database::create(path)?
-        };
+        let mut builder = Database::builder();
+        builder
+            .set_cache_size(options.cache_size)
+            .set_check_integrity_on_open(options.verify_on_open);
+        // `create` opens a valid file and initializes a missing or empty one (an empty file is
+        // what a crash between creating the file and writing its header leaves).
+        let db = builder.create(path)?;
         Self::init(db, options)
     }
 

@@ -1,7 +1,7 @@
 //! The merge path: exporting a record's changes and applying changes from another replica.
 //! This is the narrow interface sync talks to.
 
-use automerge::{Automerge, ChangeHash, ReadDoc};
+use automerge::{Automerge, AutomergeError, ChangeHash, LoadOptions, OnPartialLoad, ReadDoc};
 use redb::ReadableDatabase;
 
 use super::Store;
@@ -11,6 +11,18 @@ use crate::doc::{self, DocError};
 use crate::error::{Error, Result};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{RecordId, Schema};
+
+/// Refuses bytes that do not decode whole: `load_incremental` skips what it cannot decode, so
+/// garbage or a truncated chunk would otherwise be "applied" as nothing, or in part.
+fn check_whole(bytes: &[u8]) -> Result<(), DocError> {
+    let strict = LoadOptions::new().on_partial_load(OnPartialLoad::Error);
+    match Automerge::load_with_options(bytes, strict) {
+        // Changes that build on what we have do not load on their own; that is expected, and
+        // whether the document ends up complete is checked after applying them.
+        Ok(_) | Err(AutomergeError::MissingDeps) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
 
 impl Store {
     /// The changes of a record that a replica holding `have` (heads it already has) lacks, as
@@ -61,6 +73,7 @@ impl Store {
                 let (doc, origin_heads, pending) = match existing {
                     Some((mut doc, pending)) => {
                         let heads = doc.get_heads();
+                        check_whole(bytes).map_err(Error::doc(id))?;
                         doc.load_incremental(bytes)
                             .map_err(|e| Error::doc(id)(DocError::from(e)))?;
                         (doc, Some(heads), pending)

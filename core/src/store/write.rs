@@ -259,6 +259,42 @@ fn preview(
     Ok(())
 }
 
+/// Builds the documents of new records, with the bytes to store for each (its one change).
+fn build_docs(
+    device: crate::model::DeviceId,
+    records: &[Record],
+    now: DateTime<Utc>,
+) -> Result<Vec<(Automerge, Vec<u8>)>> {
+    let build = |record: &Record| -> Result<(Automerge, Vec<u8>)> {
+        let doc = doc::create(device, &record.record_type, &record.fields, now)
+            .map_err(Error::doc(record.id))?;
+        let bytes = doc
+            .get_last_local_change()
+            .map(|c| c.raw_bytes().to_vec())
+            .unwrap_or_else(|| doc.save());
+        Ok((doc, bytes))
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if threads < 2 || records.len() < 256 {
+        return records.iter().map(build).collect();
+    }
+    let chunk = records.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = records
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(build).collect::<Result<Vec<_>>>()))
+            .collect();
+        let mut out = Vec::with_capacity(records.len());
+        for handle in handles {
+            match handle.join() {
+                Ok(part) => out.extend(part?),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        Ok(out)
+    })
+}
+
 impl Store {
     /// Runs `f` in one write transaction, committed (durably) only if it returns Ok.
     pub(super) fn write<T>(&self, f: impl FnOnce(&mut WriteCtx<'_>) -> Result<T>) -> Result<T> {
@@ -285,7 +321,9 @@ impl Store {
             .filter_map(|r| r.id.map(|id| (id, r.record_type.clone())))
             .collect();
         self.write(|ctx| {
-            let mut events = Vec::with_capacity(records.len());
+            // Validation reads the transaction (links), so it runs in order; building the
+            // Automerge documents, the costly part, is spread over the cores.
+            let mut valid = Vec::with_capacity(records.len());
             let mut minted: HashMap<RecordId, RecordType> = HashMap::new();
             for new in records {
                 let id = new.id.unwrap_or_default();
@@ -305,13 +343,8 @@ impl Store {
                     };
                     validate_record(schema, &new.record_type, &mut fields, None, &lookup)?;
                 }
-                let doc =
-                    doc::create(device, &new.record_type, &fields, now).map_err(Error::doc(id))?;
-                let bytes = doc
-                    .get_last_local_change()
-                    .map(|c| c.raw_bytes().to_vec())
-                    .unwrap_or_else(|| doc.save());
-                let record = Record {
+                minted.insert(id, new.record_type.clone());
+                valid.push(Record {
                     id,
                     record_type: new.record_type,
                     fields,
@@ -320,9 +353,12 @@ impl Store {
                     updated_at: now,
                     updated_by: device,
                     deleted: false,
-                };
-                minted.insert(id, record.record_type.clone());
-                events.push(ctx.persist(&doc, Origin::New(bytes), &record, ChangeKind::Created)?);
+                });
+            }
+            let docs = build_docs(device, &valid, now)?;
+            let mut events = Vec::with_capacity(valid.len());
+            for (record, (doc, bytes)) in valid.iter().zip(docs) {
+                events.push(ctx.persist(&doc, Origin::New(bytes), record, ChangeKind::Created)?);
             }
             Ok(events)
         })
