@@ -11,6 +11,9 @@ use crmsync::{
     Engine, FilterOp, ImportOptions, ListQuery, Money, NewRecord, Patch, RecordType, Value,
 };
 
+#[path = "demo_analytics.rs"]
+mod demo_analytics;
+
 const COMPANIES: &str = include_str!("data/companies.csv");
 const CONTACTS: &str = include_str!("data/contacts.csv");
 
@@ -186,5 +189,5 @@ fn main() -> anyhow::Result<()> {
             println!("      - {}", d.title());
         }
     }
-    Ok(())
+    demo_analytics::run(&engine)
 }

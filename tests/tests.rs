@@ -1,5 +1,6 @@
 //! Integration tests of the crmsync core, through its public API. One binary, many modules.
 
+mod analytics;
 mod common;
 mod convergence;
 mod corrupt;

@@ -28,6 +28,7 @@
 //! ```
 #![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+pub mod analytics;
 pub mod doc;
 mod engine;
 mod error;

@@ -75,29 +75,52 @@ impl<'t> WriteCtx<'t> {
         kind: ChangeKind,
     ) -> Result<ChangeEvent> {
         let key = record.id.as_u128();
-        let heads_before = match &origin {
-            Origin::New(_) => Vec::new(),
-            Origin::Loaded { heads, .. } => heads.clone(),
-        };
-        match origin {
+        let heads_before = match origin {
             Origin::New(bytes) => {
                 self.docs.insert(key, bytes.as_slice())?;
+                Vec::new()
             }
-            Origin::Loaded { pending, .. } if pending + 1 >= self.compaction_threshold => {
+            Origin::Loaded { heads, pending } if pending + 1 >= self.compaction_threshold => {
                 self.docs.insert(key, doc.save().as_slice())?;
                 for n in 0..pending {
                     self.changes.remove((key, n))?;
                 }
+                heads
             }
             Origin::Loaded { heads, pending } => {
                 self.changes
                     .insert((key, pending), doc.save_after(&heads).as_slice())?;
+                heads
             }
-        }
+        };
+        self.index(record, kind, &heads_before, &doc.get_heads())
+    }
+
+    /// Stores a new record from its document's bytes and heads (the document itself is not
+    /// needed, so a batch need not keep every document in memory).
+    pub fn persist_new(
+        &mut self,
+        bytes: &[u8],
+        heads: &[ChangeHash],
+        record: &Record,
+    ) -> Result<ChangeEvent> {
+        self.docs.insert(record.id.as_u128(), bytes)?;
+        self.index(record, ChangeKind::Created, &[], heads)
+    }
+
+    /// Writes the row, heads, type-index entry and log entry of a record just stored.
+    fn index(
+        &mut self,
+        record: &Record,
+        kind: ChangeKind,
+        heads_before: &[ChangeHash],
+        heads_after: &[ChangeHash],
+    ) -> Result<ChangeEvent> {
+        let key = record.id.as_u128();
         self.rows
             .insert(key, tables::encode_row(record).as_slice())?;
         self.heads
-            .insert(key, tables::encode_heads(&doc.get_heads()).as_slice())?;
+            .insert(key, tables::encode_heads(heads_after).as_slice())?;
         let type_key = (record.record_type.as_str(), key);
         if record.deleted {
             self.by_type.remove(type_key)?;
@@ -107,7 +130,7 @@ impl<'t> WriteCtx<'t> {
         let seq = self.next_seq;
         self.log.insert(
             seq,
-            tables::encode_log(key, kind.code(), &heads_before).as_slice(),
+            tables::encode_log(key, kind.code(), heads_before).as_slice(),
         )?;
         self.next_seq += 1;
         Ok(ChangeEvent {
@@ -259,20 +282,21 @@ fn preview(
     Ok(())
 }
 
-/// Builds the documents of new records, with the bytes to store for each (its one change).
+/// Builds the documents of new records and returns, for each, the bytes to store (its one
+/// change) and its heads; the documents themselves are dropped as soon as they are encoded.
 fn build_docs(
     device: crate::model::DeviceId,
     records: &[Record],
     now: DateTime<Utc>,
-) -> Result<Vec<(Automerge, Vec<u8>)>> {
-    let build = |record: &Record| -> Result<(Automerge, Vec<u8>)> {
+) -> Result<Vec<(Vec<u8>, Vec<ChangeHash>)>> {
+    let build = |record: &Record| -> Result<(Vec<u8>, Vec<ChangeHash>)> {
         let doc = doc::create(device, &record.record_type, &record.fields, now)
             .map_err(Error::doc(record.id))?;
         let bytes = doc
             .get_last_local_change()
             .map(|c| c.raw_bytes().to_vec())
             .unwrap_or_else(|| doc.save());
-        Ok((doc, bytes))
+        Ok((bytes, doc.get_heads()))
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || records.len() < 256 {
@@ -357,8 +381,8 @@ impl Store {
             }
             let docs = build_docs(device, &valid, now)?;
             let mut events = Vec::with_capacity(valid.len());
-            for (record, (doc, bytes)) in valid.iter().zip(docs) {
-                events.push(ctx.persist(&doc, Origin::New(bytes), record, ChangeKind::Created)?);
+            for (record, (bytes, heads)) in valid.iter().zip(docs) {
+                events.push(ctx.persist_new(&bytes, &heads, record)?);
             }
             Ok(events)
         })
