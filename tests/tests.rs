@@ -7,5 +7,6 @@ mod corrupt;
 mod crash;
 mod engine;
 mod import_export;
+mod search;
 mod sync;
 mod sync_props;

@@ -1,5 +1,5 @@
 //! Records as Automerge documents: writing fields and patches into a document, and reading a
-//! document back into a [`Record`].
+//! document back into a [`Record`](crate::model::Record).
 //!
 //! Layout of a record document (root map):
 //! - `type`: string; `created_at`: timestamp (ms); `created_by`: 16 bytes; `deleted`: bool.

@@ -1,7 +1,7 @@
 //! The public handle: one replica's records, with validation, history, merge and change
 //! subscriptions.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use automerge::ChangeHash;
@@ -14,6 +14,7 @@ use crate::model::{
     DeviceId, FieldDef, NewRecord, Patch, Pipeline, Record, RecordId, RecordType, Schema,
 };
 use crate::query::{self, ListQuery};
+use crate::search::{Page, SearchError, SearchFilters, SearchIndex, SearchOptions, SearchResults};
 use crate::store::{Store, StoreOptions};
 
 /// Options for opening an engine. The defaults suit phones and laptops.
@@ -31,7 +32,9 @@ pub struct Engine {
 
 #[derive(Debug)]
 struct Inner {
-    store: Store,
+    /// Declared first: dropped (indexer stopped) before the rest.
+    search: Option<SearchIndex>,
+    store: Arc<Store>,
     schema: RwLock<Schema>,
     events: Broadcaster,
 }
@@ -44,26 +47,59 @@ impl Engine {
 
     /// Opens (or creates) the database file at `path` with options.
     pub fn open_with(path: impl AsRef<Path>, options: EngineOptions) -> Result<Self> {
-        Self::from_store(Store::open(path.as_ref(), options.store)?)
+        Self::open_with_search(path, options, SearchOptions::default())
+    }
+
+    /// Opens (or creates) the database file at `path`, with search options. The search index
+    /// lives in the directory [`Engine::search_dir`] names.
+    pub fn open_with_search(
+        path: impl AsRef<Path>,
+        options: EngineOptions,
+        search: SearchOptions,
+    ) -> Result<Self> {
+        let path = path.as_ref();
+        let store = Store::open(path, options.store)?;
+        Self::from_store(store, Some(&Self::search_dir(path)), &search)
+    }
+
+    /// The search index directory of the database file at `path`: beside it, named after it
+    /// (`crm.redb` → `crm.redb.search`). Deleting it is safe: it is rebuilt on the next open.
+    pub fn search_dir(path: impl AsRef<Path>) -> PathBuf {
+        let mut name = path.as_ref().as_os_str().to_owned();
+        name.push(".search");
+        PathBuf::from(name)
     }
 
     /// An engine whose database lives in memory only.
     pub fn in_memory() -> Result<Self> {
-        Self::from_store(Store::in_memory(StoreOptions::default())?)
+        Self::in_memory_with(EngineOptions::default())
     }
 
     /// An in-memory engine with options.
     pub fn in_memory_with(options: EngineOptions) -> Result<Self> {
-        Self::from_store(Store::in_memory(options.store)?)
+        Self::in_memory_with_search(options, SearchOptions::default())
     }
 
-    fn from_store(store: Store) -> Result<Self> {
+    /// An in-memory engine with options and search options (its index is in memory too).
+    pub fn in_memory_with_search(options: EngineOptions, search: SearchOptions) -> Result<Self> {
+        Self::from_store(Store::in_memory(options.store)?, None, &search)
+    }
+
+    fn from_store(store: Store, search_dir: Option<&Path>, search: &SearchOptions) -> Result<Self> {
         let schema = match store.load_customizations()? {
             Some(c) => Schema::from_customizations(c)?,
             None => Schema::default(),
         };
+        let store = Arc::new(store);
+        let search = if search.enabled {
+            let types = schema.record_types().cloned().collect();
+            Some(SearchIndex::open(store.clone(), search_dir, search, types)?)
+        } else {
+            None
+        };
         Ok(Self {
             inner: Arc::new(Inner {
+                search,
                 store,
                 schema: RwLock::new(schema),
                 events: Broadcaster::default(),
@@ -140,6 +176,10 @@ impl Engine {
     }
 
     fn publish(&self, events: &[ChangeEvent]) {
+        if let (Some(search), Some(seq)) = (&self.inner.search, events.iter().map(|e| e.seq).max())
+        {
+            search.notify(seq);
+        }
         self.inner.events.publish(events);
     }
 
@@ -277,6 +317,21 @@ impl Engine {
     /// The changes of a record a replica with heads `have` lacks; `None` if unknown here.
     pub fn export_changes(&self, id: RecordId, have: &[ChangeHash]) -> Result<Option<Vec<u8>>> {
         self.inner.store.export_changes(id, have)
+    }
+
+    /// Full-text search over live records: `query` in the search syntax (words match as
+    /// prefixes and with typos, `"phrases"`, `email:` / `tag:` / `name:` ... scopes, `-word`
+    /// excludes, phone numbers in any format), restricted by `filters`, ranked by relevance
+    /// with ties ordered by id. Sees every write committed before the call. A malformed query
+    /// is [`SearchError::Syntax`] or [`SearchError::UnknownField`], naming the position.
+    pub fn search(
+        &self,
+        query: &str,
+        filters: &SearchFilters,
+        page: Page,
+    ) -> Result<SearchResults> {
+        let index = self.inner.search.as_ref().ok_or(SearchError::Disabled)?;
+        index.search(&self.inner.store, query, filters, page)
     }
 
     /// Merges changes from another replica, all records of the batch in one transaction.

@@ -82,6 +82,9 @@ pub enum Error {
     /// The storage layer failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Search failed: a malformed query (with its position), or the index.
+    #[error(transparent)]
+    Search(#[from] crate::search::SearchError),
     /// Text that should be money is not.
     #[error(transparent)]
     Money(#[from] crate::model::MoneyParseError),

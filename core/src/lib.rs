@@ -37,6 +37,7 @@ pub mod export;
 pub mod import;
 pub mod model;
 pub mod query;
+pub mod search;
 pub mod store;
 pub mod sync;
 
@@ -50,4 +51,7 @@ pub use model::{
     Reason, Record, RecordId, RecordType, Schema, Stage, ValidationError, Value,
 };
 pub use query::{Filter, FilterOp, ListQuery, SortOrder};
+pub use search::{
+    DateRange, Page, SearchError, SearchFilters, SearchHit, SearchOptions, SearchResults, Snippet,
+};
 pub use store::{Store, StoreOptions};

@@ -1,0 +1,599 @@
+//! Opening (or rebuilding) the index, and the thread that keeps it in step with the store's log.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use tantivy::collector::sort_key::{SortBySimilarityScore, SortByStaticFastValue};
+use tantivy::collector::{Count, DocSetCollector, TopDocs};
+use tantivy::query::{Query, TermQuery};
+use tantivy::schema::IndexRecordOption;
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexSettings, IndexWriter, Order, ReloadPolicy, Score,
+    Searcher, Term,
+};
+
+use super::directory::UnsyncedDirectory;
+use super::fields::{self, Fields, INDEX_VERSION};
+use super::plan::Planner;
+use super::{Page, SearchError, SearchFilters, SearchHit, SearchOptions, SearchResults};
+use super::{document, snippet, syntax};
+use crate::error::Result;
+use crate::events::ChangeKind;
+use crate::model::{Record, RecordId, RecordType};
+use crate::store::Store;
+
+/// First word of the commit payload.
+const PAYLOAD_TAG: &str = "crmsync-search";
+/// Log entries read per batch while catching up.
+const BATCH: usize = 5_000;
+/// Deepest hit served (offset + limit), so a huge offset cannot allocate a huge heap.
+const MAX_DEPTH: usize = 100_000;
+
+#[derive(Debug)]
+struct State {
+    /// The newest log sequence known to be committed in the store.
+    wanted: u64,
+    /// The log sequence the committed, reloaded index reflects.
+    searchable: u64,
+    /// The last failure, and the sequence the indexer was trying to reach.
+    failed: Option<(u64, String)>,
+    /// Set when the engine is dropped (or the indexer thread died).
+    stop: bool,
+}
+
+struct Shared {
+    reader: IndexReader,
+    fields: Fields,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // State updates are single assignments: a poisoned lock still holds a valid state.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The search index of one engine and its indexer thread.
+pub(crate) struct SearchIndex {
+    shared: Arc<Shared>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for SearchIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SearchIndex")
+            .field("state", &*self.shared.lock())
+            .finish_non_exhaustive()
+    }
+}
+
+fn payload(store: &Store, seq: u64) -> String {
+    format!(
+        "{PAYLOAD_TAG} v{INDEX_VERSION} {} {} {seq}",
+        store.workspace(),
+        store.device()
+    )
+}
+
+/// The sequence an index payload names, if it was written by this index version for this store.
+fn parse_payload(stored: &str, store: &Store) -> Option<u64> {
+    let expected = payload(store, 0);
+    let (prefix, seq) = stored.rsplit_once(' ')?;
+    let (expected_prefix, _) = expected.rsplit_once(' ')?;
+    (prefix == expected_prefix).then_some(())?;
+    seq.parse().ok()
+}
+
+/// Opens a usable index in `dir` that was built from this store up to a sequence it has.
+fn try_open(dir: &Path, store: &Store, last: u64) -> Option<(Index, u64)> {
+    let index = Index::open(UnsyncedDirectory::open(dir).ok()?).ok()?;
+    Fields::of(&index)?;
+    let seq = parse_payload(index.load_metas().ok()?.payload.as_deref()?, store)?;
+    if seq > last {
+        // The database is older than the index (restored from a backup).
+        return None;
+    }
+    if !index.validate_checksum().ok()?.is_empty() {
+        return None;
+    }
+    fields::register_analyzers(&index);
+    index.reader().ok()?;
+    Some((index, seq))
+}
+
+fn io_error(dir: &Path) -> impl FnOnce(std::io::Error) -> SearchError {
+    move |source| SearchError::Io {
+        path: dir.to_path_buf(),
+        source,
+    }
+}
+
+/// Opens the index in `dir`, or creates it empty there (`None`: it must be rebuilt).
+fn open_dir(dir: &Path, store: &Store, last: u64) -> Result<(Index, Option<u64>)> {
+    if dir.exists() {
+        if let Some((index, seq)) = try_open(dir, store, last) {
+            return Ok((index, Some(seq)));
+        }
+        tracing::warn!(dir = %dir.display(), "search index missing, stale or corrupt: rebuilding");
+        if dir.is_dir() {
+            std::fs::remove_dir_all(dir).map_err(io_error(dir))?;
+        } else {
+            std::fs::remove_file(dir).map_err(io_error(dir))?;
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    let directory = UnsyncedDirectory::open(dir).map_err(|e| SearchError::Io {
+        path: dir.to_path_buf(),
+        source: std::io::Error::other(e),
+    })?;
+    let (schema, _) = Fields::schema();
+    let index =
+        Index::create(directory, schema, IndexSettings::default()).map_err(SearchError::from)?;
+    Ok((index, None))
+}
+
+impl SearchIndex {
+    /// Opens the index in `dir` (in memory when `None`) and starts its indexer, which first
+    /// rebuilds it or catches up with the store's log.
+    /// `types` are the record types the schema knows, scanned first by a rebuild.
+    pub fn open(
+        store: Arc<Store>,
+        dir: Option<&Path>,
+        options: &SearchOptions,
+        types: Vec<RecordType>,
+    ) -> Result<Self> {
+        let last = store.last_seq()?;
+        let (index, resume) = match dir {
+            Some(dir) => open_dir(dir, &store, last)?,
+            None => (Index::create_in_ram(Fields::schema().0), None),
+        };
+        fields::register_analyzers(&index);
+        let fields = Fields::of(&index).ok_or_else(|| {
+            SearchError::Indexing("the index schema does not match this build".into())
+        })?;
+        let threads = options.writer_threads.max(1);
+        let memory = options.writer_memory.max(threads * (15 << 20) + (1 << 20));
+        let writer: IndexWriter = index
+            .writer_with_num_threads(threads, memory)
+            .map_err(SearchError::from)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(SearchError::from)?;
+        let shared = Arc::new(Shared {
+            reader,
+            fields,
+            state: Mutex::new(State {
+                wanted: last,
+                searchable: resume.unwrap_or(0),
+                failed: None,
+                stop: false,
+            }),
+            changed: Condvar::new(),
+        });
+        let mut indexer = Indexer {
+            shared: shared.clone(),
+            store,
+            writer,
+            indexed: resume.unwrap_or(0),
+            types,
+        };
+        let rebuild = resume.is_none();
+        let worker = std::thread::Builder::new()
+            .name("crmsync-search".into())
+            .spawn(move || indexer.run(rebuild))
+            .map_err(|e| SearchError::Indexing(format!("cannot start the indexer: {e}")))?;
+        Ok(Self {
+            shared,
+            worker: Mutex::new(Some(worker)),
+        })
+    }
+
+    /// Tells the indexer the store's log reached `seq`.
+    pub fn notify(&self, seq: u64) {
+        let mut state = self.shared.lock();
+        if seq > state.wanted {
+            state.wanted = seq;
+            self.shared.changed.notify_all();
+        }
+    }
+
+    /// Waits until the index reflects log sequence `target`.
+    fn wait_for(&self, target: u64) -> Result<(), SearchError> {
+        let mut state = self.shared.lock();
+        if state.searchable >= target {
+            return Ok(());
+        }
+        if target > state.wanted {
+            state.wanted = target;
+            self.shared.changed.notify_all();
+        }
+        loop {
+            if state.searchable >= target {
+                return Ok(());
+            }
+            if let Some((at, message)) = &state.failed
+                && *at >= target
+            {
+                return Err(SearchError::Indexing(message.clone()));
+            }
+            if state.stop {
+                return Err(SearchError::Indexing("the indexer stopped".into()));
+            }
+            state = self
+                .shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Runs a query once the index has caught up with every write committed before the call.
+    pub fn search(
+        &self,
+        store: &Store,
+        query: &str,
+        filters: &SearchFilters,
+        page: Page,
+    ) -> Result<SearchResults> {
+        let clauses = syntax::parse(query)?;
+        self.wait_for(store.last_seq()?)?;
+        let searcher = self.shared.reader.searcher();
+        let plan = Planner::new(self.shared.fields.clone()).plan(&clauses, filters);
+        let offset = page.offset.min(MAX_DEPTH);
+        let limit = page.limit.min(Page::MAX_LIMIT).min(MAX_DEPTH - offset);
+        let query = &*plan.query;
+        let total = if page.total {
+            Some(searcher.search(query, &Count).map_err(SearchError::from)?)
+        } else {
+            None
+        };
+        let top = if limit == 0 {
+            Vec::new()
+        } else {
+            top_hits(&searcher, query, offset + limit).map_err(SearchError::from)?
+        };
+        let mut hits = Vec::with_capacity(limit);
+        for (score, id) in top.into_iter().skip(offset) {
+            let Some(record) = store.get(id)? else {
+                continue;
+            };
+            if record.deleted {
+                continue;
+            }
+            hits.push(SearchHit {
+                id,
+                record_type: record.record_type.clone(),
+                score,
+                title: record.title(),
+                snippet: snippet::snippet(&record, &plan.needles),
+            });
+        }
+        Ok(SearchResults { hits, total })
+    }
+}
+
+/// The record id of an index document (from its `id_hi` / `id_lo` fast fields).
+fn record_id(searcher: &Searcher, address: DocAddress) -> Option<RecordId> {
+    let segment = searcher.segment_reader(address.segment_ord);
+    let half = |name| segment.fast_fields().u64(name).ok()?.first(address.doc_id);
+    let (hi, lo) = (half("id_hi")?, half("id_lo")?);
+    Some(RecordId::from_u128((u128::from(hi) << 64) | u128::from(lo)))
+}
+
+/// The best `k` matches by score, ties ordered by record id (the same on every run and every
+/// replica). Block-WAND finds the top `k + 1` by score without scoring every match; only when
+/// the `k`-th and `k + 1`-th scores tie (filters only, identical names) is every match ranked
+/// by (score, id).
+fn top_hits(
+    searcher: &Searcher,
+    query: &dyn Query,
+    k: usize,
+) -> tantivy::Result<Vec<(Score, RecordId)>> {
+    let fast = searcher.search(query, &TopDocs::with_limit(k + 1).order_by_score())?;
+    let unambiguous = fast.len() <= k || fast[k - 1].0 > fast[k].0;
+    let mut hits: Vec<(Score, RecordId)> = if unambiguous {
+        fast.into_iter()
+            .take(k)
+            .filter_map(|(score, address)| Some((score, record_id(searcher, address)?)))
+            .collect()
+    } else {
+        let by_id = |name: &str| (SortByStaticFastValue::<u64>::for_field(name), Order::Asc);
+        let ranked = TopDocs::with_limit(k)
+            .order_by((SortBySimilarityScore, (by_id("id_hi"), by_id("id_lo"))));
+        searcher
+            .search(query, &ranked)?
+            .into_iter()
+            .filter_map(|((score, (hi, lo)), _)| {
+                let id = (u128::from(hi?) << 64) | u128::from(lo?);
+                Some((score, RecordId::from_u128(id)))
+            })
+            .collect()
+    };
+    hits.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    Ok(hits)
+}
+
+impl Drop for SearchIndex {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.changed.notify_all();
+        let worker = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(worker) = worker
+            && worker.join().is_err()
+        {
+            tracing::error!("the search indexer panicked");
+        }
+    }
+}
+
+/// Marks the indexer stopped when its thread ends, even by a panic, so no search waits forever.
+struct StopOnExit(Arc<Shared>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        self.0.lock().stop = true;
+        self.0.changed.notify_all();
+    }
+}
+
+/// The indexer thread's side.
+struct Indexer {
+    shared: Arc<Shared>,
+    store: Arc<Store>,
+    writer: IndexWriter,
+    /// The sequence the last commit covers.
+    indexed: u64,
+    /// Record types to scan on a rebuild (companies first, so their names are at hand).
+    types: Vec<RecordType>,
+}
+
+impl Indexer {
+    fn run(&mut self, rebuild: bool) {
+        let _stop = StopOnExit(self.shared.clone());
+        if rebuild {
+            let wanted = self.shared.lock().wanted;
+            let done = self.rebuild().and_then(|seq| self.commit(seq));
+            self.finish(wanted, done);
+        }
+        while let Some(wanted) = self.next_target() {
+            let done = self.catch_up(self.indexed).and_then(|seq| self.commit(seq));
+            self.finish(wanted, done);
+        }
+    }
+
+    /// Waits for work; `None` when the engine is dropped.
+    fn next_target(&self) -> Option<u64> {
+        let mut state = self.shared.lock();
+        loop {
+            if state.stop {
+                return None;
+            }
+            let retry = state
+                .failed
+                .as_ref()
+                .is_none_or(|(at, _)| state.wanted > *at);
+            if state.wanted > state.searchable && retry {
+                return Some(state.wanted);
+            }
+            state = self
+                .shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn finish(&mut self, wanted: u64, done: Result<u64>) {
+        let mut state = self.shared.lock();
+        match done {
+            Ok(seq) => {
+                self.indexed = seq;
+                // The log holds nothing past `seq`, so the index reflects `wanted` too.
+                state.searchable = seq.max(wanted).max(state.searchable);
+                state.failed = None;
+            }
+            Err(e) => {
+                if !state.stop {
+                    tracing::error!(error = %e, "search indexing failed");
+                }
+                state.failed = Some((wanted, e.to_string()));
+                drop(state);
+                if let Err(e) = self.writer.rollback() {
+                    tracing::error!(error = %e, "search index rollback failed");
+                }
+                state = self.shared.lock();
+            }
+        }
+        drop(state);
+        self.shared.changed.notify_all();
+    }
+
+    /// Stops a long rebuild or catch-up when the engine is dropped (the next open resumes).
+    fn check_stop(&self) -> Result<()> {
+        if self.shared.lock().stop {
+            return Err(SearchError::Indexing("the engine was closed".into()).into());
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, seq: u64) -> Result<u64> {
+        let mut prepared = self.writer.prepare_commit().map_err(SearchError::from)?;
+        prepared.set_payload(&payload(&self.store, seq));
+        prepared.commit().map_err(SearchError::from)?;
+        self.shared.reader.reload().map_err(SearchError::from)?;
+        Ok(seq)
+    }
+
+    /// Indexes every record of the store from scratch; returns the sequence it covers.
+    fn rebuild(&mut self) -> Result<u64> {
+        let seq = self.store.last_seq()?;
+        self.writer
+            .delete_all_documents()
+            .map_err(SearchError::from)?;
+        let mut names = HashMap::new();
+        let mut seen = HashSet::new();
+        let mut types = vec![RecordType::Company];
+        types.extend(
+            self.types
+                .iter()
+                .filter(|t| **t != RecordType::Company)
+                .cloned(),
+        );
+        let store = self.store.clone();
+        for t in &types {
+            let mut records = Vec::new();
+            let mut failed = None;
+            store.scan_type(t, |record| {
+                records.push(record);
+                if records.len() < 1024 {
+                    return true;
+                }
+                let batch = std::mem::take(&mut records);
+                match self.index_batch(batch, &mut seen, &mut names) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                }
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            self.index_batch(records, &mut seen, &mut names)?;
+        }
+        // Records of types this schema does not declare (merged from another replica).
+        for (id, _) in self.store.all_heads()? {
+            if !seen.contains(&id) {
+                self.index(id, false, &mut names)?;
+            }
+        }
+        Ok(seq)
+    }
+
+    /// Adds live records read by a scan.
+    fn index_batch(
+        &mut self,
+        records: Vec<Record>,
+        seen: &mut HashSet<RecordId>,
+        names: &mut HashMap<RecordId, Option<String>>,
+    ) -> Result<()> {
+        self.check_stop()?;
+        for record in records {
+            seen.insert(record.id);
+            if record.record_type == RecordType::Company {
+                names.insert(record.id, record.text("name").map(str::to_string));
+            }
+            self.add(&record, names)?;
+        }
+        Ok(())
+    }
+
+    /// Re-indexes the records written after `from`; returns the sequence reached.
+    fn catch_up(&mut self, from: u64) -> Result<u64> {
+        let mut seq = from;
+        loop {
+            self.check_stop()?;
+            let events = self.store.changes_since(seq, BATCH)?;
+            let Some(last) = events.last() else {
+                return Ok(seq);
+            };
+            seq = last.seq;
+            let mut seen = HashSet::new();
+            let mut ids = Vec::new();
+            for e in &events {
+                if seen.insert(e.id) {
+                    ids.push(e.id);
+                }
+            }
+            // Contacts and deals carry their company's name: a changed company re-indexes them.
+            for e in &events {
+                if e.record_type == RecordType::Company && e.kind != ChangeKind::Created {
+                    for dependent in self.dependents(e.id)? {
+                        if seen.insert(dependent) {
+                            ids.push(dependent);
+                        }
+                    }
+                }
+            }
+            let mut names = HashMap::new();
+            for id in ids {
+                self.index(id, true, &mut names)?;
+            }
+        }
+    }
+
+    /// Records whose committed index document links to `company`.
+    fn dependents(&self, company: RecordId) -> Result<Vec<RecordId>> {
+        let searcher = self.shared.reader.searcher();
+        let term = Term::from_field_bytes(
+            self.shared.fields.company_id,
+            company.uuid().as_bytes().as_slice(),
+        );
+        let docs = searcher
+            .search(
+                &TermQuery::new(term, IndexRecordOption::Basic),
+                &DocSetCollector,
+            )
+            .map_err(SearchError::from)?;
+        let mut out = Vec::with_capacity(docs.len());
+        for address in docs {
+            if let Some(id) = record_id(&searcher, address) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces a record's document (drops it when the record is deleted or unknown).
+    fn index(
+        &mut self,
+        id: RecordId,
+        replace: bool,
+        names: &mut HashMap<RecordId, Option<String>>,
+    ) -> Result<()> {
+        let f = &self.shared.fields;
+        if replace {
+            self.writer.delete_term(Term::from_field_bytes(
+                f.id,
+                id.uuid().as_bytes().as_slice(),
+            ));
+        }
+        let Some(record) = self.store.get(id)? else {
+            return Ok(());
+        };
+        if record.deleted {
+            return Ok(());
+        }
+        self.add(&record, names)
+    }
+
+    fn add(
+        &mut self,
+        record: &Record,
+        names: &mut HashMap<RecordId, Option<String>>,
+    ) -> Result<()> {
+        let f = &self.shared.fields;
+        let store = &self.store;
+        let mut company_name = |company: RecordId| {
+            names
+                .entry(company)
+                .or_insert_with(|| {
+                    let row = store.get(company).ok().flatten()?;
+                    (!row.deleted)
+                        .then(|| row.text("name").map(str::to_string))
+                        .flatten()
+                })
+                .clone()
+        };
+        let doc = document::build(f, record, &mut company_name);
+        self.writer.add_document(doc).map_err(SearchError::from)?;
+        Ok(())
+    }
+}
