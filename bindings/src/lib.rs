@@ -1,6 +1,58 @@
 //! uniffi bindings of crmsync for Kotlin, Swift and Python.
 //!
-//! This crate will hold only thin `Arc` handles over [`crmsync`] and the conversions of its
-//! types; the bindings themselves are not built yet. Until then, depend on `crmsync` directly.
+//! This crate holds no logic: [`Engine`] is a handle over [`crmsync::Engine`], and every other
+//! type here is a plain mirror of a core type (records, field values, patches, history,
+//! search results, analytics reports) with its conversion. Generated code sees:
+//!
+//! - [`Engine`]: open a database file ([`Engine::open`]) or an in-memory one, then create, get,
+//!   update, delete, restore, list, search, history, conflicts, CSV import and export, the merge
+//!   path sync uses, and analytics. Calls that may take long (`list`, `search`, imports,
+//!   exports, analytics) are `async` and run on one shared tokio runtime, off the caller's
+//!   thread.
+//! - [`FieldValue`]: the typed value of a field; [`FieldOp`]: one edit of a patch.
+//! - [`CrmError`]: the one error type; every core error maps to one variant with its message.
+//! - [`ChangeListener`]: a foreign callback told which records changed (local writes and
+//!   merges), on a thread of its own, until [`ListenerHandle::unregister`].
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use crmsync_ffi::{Engine, FieldValue};
+//!
+//! # fn main() -> Result<(), crmsync_ffi::CrmError> {
+//! let engine = Engine::in_memory()?;
+//! let fields = HashMap::from([("name".to_string(), FieldValue::Text { value: "Acme".into() })]);
+//! let acme = engine.create("company".into(), fields)?;
+//! assert_eq!(engine.get(acme.id.clone())?.map(|r| r.record_type), Some("company".into()));
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used))]
 
+uniffi::setup_scaffolding!("crmsync");
+
+mod analytics;
+mod engine;
+mod error;
+mod listener;
+mod record;
+mod runtime;
+mod search;
+mod value;
+
+pub use analytics::{
+    CltvOptions, CltvRow, ExchangeRates, FunnelReport, FunnelStage, GroupTotals, PipelineOptions,
+    PipelineReport, RepeatCustomer, RfmOptions, RfmRow, Segment, ServiceOptions, ServiceStats,
+    Totals,
+};
+pub use engine::{Engine, OpenOptions};
+pub use error::CrmError;
+pub use listener::{Change, ChangeKind, ChangeListener, ListenerHandle};
+pub use record::{
+    ChangeBatch, Conflict, FieldChange, Filter, FilterOp, HistoryEntry, ImportReport, ListQuery,
+    NewRecord, Record, RowError, Sort, SortOrder,
+};
+pub use search::{DateRange, Highlight, SearchFilters, SearchHit, SearchResults, Snippet};
+pub use value::{FieldDef, FieldKind, FieldOp, FieldValue, Money, OrderLine, Stage};
+
+/// The core crate, for Rust code that wants both.
 pub use crmsync;

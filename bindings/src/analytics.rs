@@ -1,0 +1,460 @@
+//! Analytics: pipeline report, stage funnel, RFM segments, customer lifetime value and
+//! service statistics, as `async` calls on [`Engine`]. Options leave out what has a core
+//! default; the formulas are in the core's `analytics` module.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use crmsync::analytics::{self as an, Rates};
+
+use crate::engine::Engine;
+use crate::error::CrmError;
+use crate::runtime::run_blocking;
+use crate::value::{Money, parse_currency, parse_date, to_utc};
+
+/// Exchange rates into one reporting currency, given by the app (analytics never fetch
+/// rates). Amounts in another currency without a rate make the analysis fail with `Analytics`.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct ExchangeRates {
+    /// The reporting currency (ISO 4217).
+    pub target: String,
+    /// Units of `target` one major unit of each currency is worth (e.g. "EUR" → 1.08).
+    #[uniffi(default)]
+    pub rates: HashMap<String, f64>,
+}
+
+impl TryFrom<ExchangeRates> for Rates {
+    type Error = CrmError;
+    fn try_from(r: ExchangeRates) -> Result<Self, CrmError> {
+        let mut rates = Rates::new(parse_currency(&r.target)?);
+        for (code, rate) in r.rates {
+            rates = rates.with_rate(parse_currency(&code)?, rate)?;
+        }
+        Ok(rates)
+    }
+}
+
+/// Options of the pipeline report.
+#[derive(Debug, Clone, Default, PartialEq, uniffi::Record)]
+pub struct PipelineOptions {
+    /// Win probability in percent by stage, overriding the pipeline's defaults for deals that
+    /// have no probability of their own.
+    #[uniffi(default)]
+    pub stage_probability: HashMap<String, u8>,
+    /// When given, every total is also converted into the reporting currency.
+    #[uniffi(default = None)]
+    pub rates: Option<ExchangeRates>,
+}
+
+/// Sums over a group of deals: money per currency (sorted by code), never summed across
+/// currencies; `converted_*` in the reporting currency when rates were given.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Totals {
+    /// Number of deals.
+    pub deals: u64,
+    /// Sum of amounts, per currency.
+    pub value: Vec<Money>,
+    /// Sum of amounts weighted by win probability, per currency.
+    pub weighted: Vec<Money>,
+    /// `value` converted into the reporting currency.
+    pub converted_value: Option<Money>,
+    /// `weighted` converted into the reporting currency.
+    pub converted_weighted: Option<Money>,
+}
+
+impl From<an::Totals> for Totals {
+    fn from(t: an::Totals) -> Self {
+        Totals {
+            deals: t.deals,
+            value: t.value.into_iter().map(Money::from).collect(),
+            weighted: t.weighted.into_iter().map(Money::from).collect(),
+            converted_value: t.converted_value.map(Money::from),
+            converted_weighted: t.converted_weighted.map(Money::from),
+        }
+    }
+}
+
+/// Open deals of one group: a stage, an owner or a close month (`YYYY-MM`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct GroupTotals {
+    /// The group (absent: deals without a stage, owner or close date).
+    pub group: Option<String>,
+    /// The sums.
+    pub totals: Totals,
+}
+
+/// The pipeline report.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct PipelineReport {
+    /// All open deals.
+    pub open: Totals,
+    /// Open deals by stage, in pipeline order.
+    pub by_stage: Vec<GroupTotals>,
+    /// Open deals by owner.
+    pub by_owner: Vec<GroupTotals>,
+    /// Open deals by expected close month, in time order.
+    pub by_close_month: Vec<GroupTotals>,
+    /// Deals won.
+    pub won: u64,
+    /// Deals lost.
+    pub lost: u64,
+    /// `won / (won + lost)`, absent without closed deals.
+    pub win_rate: Option<f64>,
+    /// Value won, per currency.
+    pub won_value: Vec<Money>,
+    /// Mean days from creation to close of closed deals.
+    pub avg_cycle_days: Option<f64>,
+}
+
+impl From<an::PipelineReport> for PipelineReport {
+    fn from(r: an::PipelineReport) -> Self {
+        let group = |g: Option<String>, t: an::Totals| GroupTotals {
+            group: g,
+            totals: t.into(),
+        };
+        PipelineReport {
+            open: r.open.into(),
+            by_stage: r
+                .by_stage
+                .into_iter()
+                .map(|s| group(s.stage, s.totals))
+                .collect(),
+            by_owner: r
+                .by_owner
+                .into_iter()
+                .map(|s| group(s.owner, s.totals))
+                .collect(),
+            by_close_month: r
+                .by_close_month
+                .into_iter()
+                .map(|s| group(s.month, s.totals))
+                .collect(),
+            won: r.won,
+            lost: r.lost,
+            win_rate: r.win_rate,
+            won_value: r.won_value.into_iter().map(Money::from).collect(),
+            avg_cycle_days: r.avg_cycle_days,
+        }
+    }
+}
+
+/// One stage of the funnel.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct FunnelStage {
+    /// The stage.
+    pub stage: String,
+    /// Deals that were ever in this stage.
+    pub entered: u64,
+    /// Deals that reached this stage or a later one.
+    pub reached: u64,
+    /// Share of deals reaching this stage that reached the next.
+    pub conversion_to_next: Option<f64>,
+    /// Median days spent in the stage.
+    pub median_days: Option<f64>,
+    /// Deals whose time in the stage is known.
+    pub deals_timed: u64,
+}
+
+/// The stage funnel over every live deal's stage history.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct FunnelReport {
+    /// Deals counted.
+    pub deals: u64,
+    /// Deals lost.
+    pub lost: u64,
+    /// Open and won stages, in pipeline order.
+    pub stages: Vec<FunnelStage>,
+}
+
+impl From<an::FunnelReport> for FunnelReport {
+    fn from(r: an::FunnelReport) -> Self {
+        FunnelReport {
+            deals: r.deals,
+            lost: r.lost,
+            stages: r
+                .stages
+                .into_iter()
+                .map(|s| FunnelStage {
+                    stage: s.stage,
+                    entered: s.entered,
+                    reached: s.reached,
+                    conversion_to_next: s.conversion_to_next,
+                    median_days: s.median_days,
+                    deals_timed: s.deals_timed,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Options of RFM scoring.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct RfmOptions {
+    /// The day of the analysis, `YYYY-MM-DD` (later orders are ignored).
+    pub as_of: String,
+    /// Days of orders counted for frequency and monetary value (core default: 365).
+    #[uniffi(default = None)]
+    pub window_days: Option<u32>,
+    /// Reporting currency and rates.
+    pub rates: ExchangeRates,
+}
+
+/// An RFM segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Segment {
+    /// Recent, frequent, big spenders: keep them.
+    ImportantKeep,
+    /// Frequent big spenders who have not bought lately: develop them.
+    ImportantDevelop,
+    /// Big spenders who rarely and not lately buy: win them back.
+    ImportantRetain,
+    /// Everyone else.
+    General,
+    /// The least recent buyers who are not important.
+    Churned,
+}
+
+impl From<an::Segment> for Segment {
+    fn from(s: an::Segment) -> Self {
+        match s {
+            an::Segment::ImportantKeep => Segment::ImportantKeep,
+            an::Segment::ImportantDevelop => Segment::ImportantDevelop,
+            an::Segment::ImportantRetain => Segment::ImportantRetain,
+            an::Segment::General => Segment::General,
+            an::Segment::Churned => Segment::Churned,
+        }
+    }
+}
+
+/// One customer's RFM scores.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RfmRow {
+    /// The customer (contact or company id).
+    pub customer: String,
+    /// Days since the last order.
+    pub recency_days: i64,
+    /// Orders in the window.
+    pub frequency: u64,
+    /// Spend in the window, in the reporting currency.
+    pub monetary: Money,
+    /// Recency score, 1 (worst) to 5 (best).
+    pub r: u8,
+    /// Frequency score, 1 to 5.
+    pub f: u8,
+    /// Monetary score, 1 to 5.
+    pub m: u8,
+    /// The segment.
+    pub segment: Segment,
+}
+
+/// Options of the customer lifetime value; absent values take the core defaults (10 %
+/// discount, 5-year horizon, 80 % retention, 30 % margin).
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct CltvOptions {
+    /// The day of the analysis, `YYYY-MM-DD`.
+    pub as_of: String,
+    /// Yearly discount rate.
+    #[uniffi(default = None)]
+    pub discount_rate: Option<f64>,
+    /// Years summed after this one.
+    #[uniffi(default = None)]
+    pub horizon_years: Option<u32>,
+    /// Share of a year's margin kept the next year, 0 to 1.
+    #[uniffi(default = None)]
+    pub retention: Option<f64>,
+    /// Gross margin as a share of revenue, 0 to 1.
+    #[uniffi(default = None)]
+    pub margin: Option<f64>,
+    /// Reporting currency and rates.
+    pub rates: ExchangeRates,
+}
+
+/// One customer's lifetime value; amounts in major units of `currency`.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct CltvRow {
+    /// The customer.
+    pub customer: String,
+    /// 1 for the highest value.
+    pub rank: u32,
+    /// Revenue of all orders up to the day of the analysis.
+    pub revenue: f64,
+    /// Years from the first order, at least 1.
+    pub tenure_years: f64,
+    /// Projected margin of this year.
+    pub yearly_margin: f64,
+    /// The lifetime value.
+    pub cltv: f64,
+    /// The reporting currency.
+    pub currency: String,
+}
+
+/// Options of the service statistics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
+pub struct ServiceOptions {
+    /// Only cases created at or after this moment (default: all).
+    #[uniffi(default = None)]
+    pub since: Option<SystemTime>,
+    /// Cases from one customer that make it a repeat customer (core default: 2).
+    #[uniffi(default = None)]
+    pub repeat_threshold: Option<u64>,
+}
+
+/// A customer who keeps opening cases.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct RepeatCustomer {
+    /// The customer.
+    pub customer: String,
+    /// Its cases.
+    pub cases: u64,
+    /// How many are still open.
+    pub open: u64,
+}
+
+/// Support case statistics.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct ServiceStats {
+    /// Cases counted.
+    pub cases: u64,
+    /// Cases by status.
+    pub by_status: HashMap<String, u64>,
+    /// Cases by priority.
+    pub by_priority: HashMap<String, u64>,
+    /// Cases resolved.
+    pub resolved: u64,
+    /// Median hours from creation to resolution.
+    pub median_resolution_hours: Option<f64>,
+    /// Cases with a satisfaction rating.
+    pub rated: u64,
+    /// Mean satisfaction (1-5).
+    pub avg_satisfaction: Option<f64>,
+    /// Customers with many cases, most first.
+    pub repeat_customers: Vec<RepeatCustomer>,
+}
+
+impl From<an::ServiceStats> for ServiceStats {
+    fn from(s: an::ServiceStats) -> Self {
+        ServiceStats {
+            cases: s.cases,
+            by_status: s.by_status.into_iter().collect(),
+            by_priority: s.by_priority.into_iter().collect(),
+            resolved: s.resolved,
+            median_resolution_hours: s.median_resolution_hours,
+            rated: s.rated,
+            avg_satisfaction: s.avg_satisfaction,
+            repeat_customers: s
+                .repeat_customers
+                .into_iter()
+                .map(|c| RepeatCustomer {
+                    customer: c.customer.to_string(),
+                    cases: c.cases,
+                    open: c.open,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[uniffi::export]
+impl Engine {
+    /// Pipeline value, weighted forecast, win rate and cycle length of the deals.
+    #[uniffi::method(default(options = None))]
+    pub async fn pipeline_report(
+        &self,
+        options: Option<PipelineOptions>,
+    ) -> Result<PipelineReport, CrmError> {
+        let engine = self.core()?;
+        let options = options.unwrap_or_default();
+        let params = an::PipelineParams {
+            stage_probability: options.stage_probability.into_iter().collect(),
+            rates: options.rates.map(Rates::try_from).transpose()?,
+        };
+        run_blocking(move || Ok(engine.pipeline_report(&params)?.into())).await
+    }
+
+    /// The stage funnel from every live deal's stage history (reads each deal's history, so
+    /// it costs more than the other analyses).
+    pub async fn stage_funnel(&self) -> Result<FunnelReport, CrmError> {
+        let engine = self.core()?;
+        run_blocking(move || Ok(engine.stage_funnel()?.into())).await
+    }
+
+    /// RFM scores and segments of every customer who ordered.
+    pub async fn rfm(&self, options: RfmOptions) -> Result<Vec<RfmRow>, CrmError> {
+        let engine = self.core()?;
+        let mut params = an::RfmParams::new(parse_date(&options.as_of)?, options.rates.try_into()?);
+        if let Some(days) = options.window_days {
+            params.window_days = days;
+        }
+        run_blocking(move || {
+            let rows = engine.rfm(&params)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| RfmRow {
+                    customer: r.customer.to_string(),
+                    recency_days: r.recency_days,
+                    frequency: r.frequency,
+                    monetary: r.monetary.into(),
+                    r: r.score.r,
+                    f: r.score.f,
+                    m: r.score.m,
+                    segment: r.segment.into(),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Customer lifetime values, highest first.
+    pub async fn lifetime_values(&self, options: CltvOptions) -> Result<Vec<CltvRow>, CrmError> {
+        let engine = self.core()?;
+        let mut params =
+            an::CltvParams::new(parse_date(&options.as_of)?, options.rates.try_into()?);
+        if let Some(d) = options.discount_rate {
+            params.discount_rate = d;
+        }
+        if let Some(h) = options.horizon_years {
+            params.horizon_years = h;
+        }
+        if let Some(r) = options.retention {
+            params.retention = r;
+        }
+        if let Some(m) = options.margin {
+            params.margin = m;
+        }
+        run_blocking(move || {
+            let rows = engine.lifetime_values(&params)?;
+            Ok(rows
+                .into_iter()
+                .map(|r| CltvRow {
+                    customer: r.customer.to_string(),
+                    rank: r.rank,
+                    revenue: r.revenue,
+                    tenure_years: r.tenure_years,
+                    yearly_margin: r.yearly_margin,
+                    cltv: r.cltv,
+                    currency: r.currency.code().to_string(),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Support case statistics: counts by status and priority, resolution time, satisfaction,
+    /// repeat customers.
+    #[uniffi::method(default(options = None))]
+    pub async fn service_stats(
+        &self,
+        options: Option<ServiceOptions>,
+    ) -> Result<ServiceStats, CrmError> {
+        let engine = self.core()?;
+        let options = options.unwrap_or_default();
+        let mut params = an::ServiceParams {
+            since: options.since.map(to_utc).transpose()?,
+            ..an::ServiceParams::default()
+        };
+        if let Some(n) = options.repeat_threshold {
+            params.repeat_threshold = n;
+        }
+        run_blocking(move || Ok(engine.service_stats(&params)?.into())).await
+    }
+}

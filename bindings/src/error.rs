@@ -1,0 +1,229 @@
+//! The one error type of the bindings, mapped from every core error in one place.
+//!
+//! Every variant carries `detail`: the core's message, naming the record type, field, id and
+//! what to do. (Not `message`: Kotlin exceptions already have a `message` property, which the
+//! generated code fills from the variant's fields.)
+
+use crmsync::Error;
+use crmsync::analytics::AnalyticsError;
+use crmsync::search::SearchError;
+
+use crate::record::RowError;
+
+/// Everything a call can fail with. Kotlin sees `CrmException`, Swift `CrmError`, Python
+/// `CrmError` (each variant a subclass).
+#[derive(Debug, Clone, PartialEq, thiserror::Error, uniffi::Error)]
+pub enum CrmError {
+    /// The record or patch breaks the schema; nothing was written.
+    #[error("{detail}")]
+    Validation {
+        /// The record type being written.
+        record_type: String,
+        /// The field at fault, if one is.
+        field: Option<String>,
+        /// Why the value is refused (e.g. "is required", "'x' is not one of: a, b").
+        reason: String,
+        /// The whole message: `type.field: reason`.
+        detail: String,
+    },
+    /// A schema change (custom field or type, pipeline) is not allowed.
+    #[error("{detail}")]
+    Schema {
+        /// The core's message.
+        detail: String,
+    },
+    /// No record has this id (or it was never received here).
+    #[error("{detail}")]
+    NotFound {
+        /// The record id.
+        id: String,
+        /// The core's message.
+        detail: String,
+    },
+    /// A record with this id exists already.
+    #[error("{detail}")]
+    AlreadyExists {
+        /// The record id.
+        id: String,
+        /// The core's message.
+        detail: String,
+    },
+    /// The record is deleted; restore it before editing.
+    #[error("{detail}")]
+    Deleted {
+        /// The record id.
+        id: String,
+        /// The core's message.
+        detail: String,
+    },
+    /// A search query is malformed.
+    #[error("{detail}")]
+    Query {
+        /// Character (not byte) offset of the problem, from 0.
+        position: u64,
+        /// The core's message, with what to fix.
+        detail: String,
+    },
+    /// The search index failed, or the engine was opened with search disabled.
+    #[error("{detail}")]
+    Search {
+        /// The core's message.
+        detail: String,
+    },
+    /// The storage layer failed (I/O, corrupt file, another workspace's file, newer format).
+    #[error("{detail}")]
+    Store {
+        /// The core's message.
+        detail: String,
+    },
+    /// A record's document is unreadable, or changes received for it were refused.
+    #[error("{detail}")]
+    Document {
+        /// The record id.
+        id: String,
+        /// The core's message.
+        detail: String,
+    },
+    /// Changes received for a record claim another type than the record has here.
+    #[error("{detail}")]
+    TypeMismatch {
+        /// The record id.
+        id: String,
+        /// The type it has here.
+        expected: String,
+        /// The type the changes give it.
+        found: String,
+        /// The core's message.
+        detail: String,
+    },
+    /// A strict CSV import found bad rows; nothing was stored.
+    #[error("{detail}")]
+    Import {
+        /// The bad rows, in file order.
+        rows: Vec<RowError>,
+        /// The core's message.
+        detail: String,
+    },
+    /// Reading or writing a file, CSV or JSON failed.
+    #[error("{detail}")]
+    Io {
+        /// The core's message.
+        detail: String,
+    },
+    /// An analysis could not run (a parameter out of range, a missing exchange rate, too
+    /// little data).
+    #[error("{detail}")]
+    Analytics {
+        /// The core's message.
+        detail: String,
+    },
+    /// An argument does not parse: a record id, date, currency code, version or head.
+    #[error("{detail}")]
+    InvalidInput {
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The engine was closed; open it again.
+    #[error("{detail}")]
+    Closed {
+        /// What to do.
+        detail: String,
+    },
+    /// A failure of the bindings themselves (the runtime could not start, a task failed).
+    #[error("{detail}")]
+    Internal {
+        /// What failed.
+        detail: String,
+    },
+}
+
+impl CrmError {
+    /// An argument that does not parse.
+    pub(crate) fn input(detail: impl ToString) -> Self {
+        CrmError::InvalidInput {
+            detail: detail.to_string(),
+        }
+    }
+
+    /// A failure of the bindings.
+    pub(crate) fn internal(detail: impl ToString) -> Self {
+        CrmError::Internal {
+            detail: detail.to_string(),
+        }
+    }
+}
+
+impl From<Error> for CrmError {
+    fn from(e: Error) -> Self {
+        let detail = e.to_string();
+        match e {
+            Error::Validation(v) => CrmError::Validation {
+                record_type: v.record_type,
+                field: v.field,
+                reason: v.reason.to_string(),
+                detail,
+            },
+            Error::Schema(_) => CrmError::Schema { detail },
+            Error::NotFound(id) => CrmError::NotFound {
+                id: id.to_string(),
+                detail,
+            },
+            Error::AlreadyExists(id) => CrmError::AlreadyExists {
+                id: id.to_string(),
+                detail,
+            },
+            Error::Deleted(id) => CrmError::Deleted {
+                id: id.to_string(),
+                detail,
+            },
+            Error::Search(
+                SearchError::Syntax { position, .. } | SearchError::UnknownField { position, .. },
+            ) => CrmError::Query {
+                position: position as u64,
+                detail,
+            },
+            Error::Search(_) => CrmError::Search { detail },
+            Error::Store(_) => CrmError::Store { detail },
+            Error::Money(_) => CrmError::InvalidInput { detail },
+            Error::Doc { id, .. } => CrmError::Document {
+                id: id.to_string(),
+                detail,
+            },
+            Error::TypeMismatch {
+                id,
+                expected,
+                found,
+            } => CrmError::TypeMismatch {
+                id: id.to_string(),
+                expected,
+                found,
+                detail,
+            },
+            Error::Import(rows) => CrmError::Import {
+                rows: rows.into_iter().map(RowError::from).collect(),
+                detail,
+            },
+            Error::Io(_) | Error::Csv(_) | Error::Json(_) => CrmError::Io { detail },
+            // `Error` is non-exhaustive: a variant added later still arrives with its message.
+            _ => CrmError::Internal { detail },
+        }
+    }
+}
+
+impl From<AnalyticsError> for CrmError {
+    fn from(e: AnalyticsError) -> Self {
+        match e {
+            AnalyticsError::Engine(e) => CrmError::from(e),
+            other => CrmError::Analytics {
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+/// A foreign [`crate::ChangeListener`] threw: it is reported as `Internal` and logged.
+impl From<uniffi::UnexpectedUniFFICallbackError> for CrmError {
+    fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
+        CrmError::internal(format!("change listener failed: {}", e.reason))
+    }
+}

@@ -1,0 +1,164 @@
+//! Change listeners: a foreign callback fed from [`crmsync::Engine::subscribe`] on a thread of
+//! its own.
+//!
+//! Each registration owns one delivery thread that reads the engine's subscription and hands
+//! the listener every change waiting, as one batch. [`ListenerHandle::unregister`] stops it:
+//! once it returns, the listener is not called again (a call in progress is waited for, unless
+//! `unregister` is called from inside the listener itself).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, ThreadId};
+use std::time::{Duration, Instant};
+
+use crmsync::Subscription;
+
+use crate::error::CrmError;
+
+/// How often an idle delivery thread checks whether it was unregistered. It does not delay
+/// `unregister` (which takes effect at once); it only bounds how long a stopped thread lingers.
+const IDLE_CHECK: Duration = Duration::from_millis(250);
+
+/// What happened to a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ChangeKind {
+    /// Created on this device.
+    Created,
+    /// Edited on this device.
+    Updated,
+    /// Deleted on this device.
+    Deleted,
+    /// Restored on this device.
+    Restored,
+    /// Changed by changes merged from another replica.
+    Merged,
+}
+
+/// One change of one record.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Change {
+    /// Local log sequence number (increases with every write on this replica).
+    pub seq: u64,
+    /// The record's id.
+    pub id: String,
+    /// Its type.
+    pub record_type: String,
+    /// What happened.
+    pub kind: ChangeKind,
+}
+
+impl From<crmsync::ChangeEvent> for Change {
+    fn from(e: crmsync::ChangeEvent) -> Self {
+        Change {
+            seq: e.seq,
+            id: e.id.to_string(),
+            record_type: e.record_type.to_string(),
+            kind: match e.kind {
+                crmsync::ChangeKind::Created => ChangeKind::Created,
+                crmsync::ChangeKind::Updated => ChangeKind::Updated,
+                crmsync::ChangeKind::Deleted => ChangeKind::Deleted,
+                crmsync::ChangeKind::Restored => ChangeKind::Restored,
+                crmsync::ChangeKind::Merged => ChangeKind::Merged,
+            },
+        }
+    }
+}
+
+/// Implemented by the app to be told which records changed: local writes and merges from
+/// other replicas, after they are committed. Called on a background thread (never the thread
+/// that wrote), with the changes in commit order; switch to the UI thread before touching views.
+/// An exception thrown here is logged and does not stop later calls.
+#[uniffi::export(callback_interface)]
+pub trait ChangeListener: Send + Sync {
+    /// Records changed.
+    fn on_change(&self, changes: Vec<Change>) -> Result<(), CrmError>;
+}
+
+/// A registered [`ChangeListener`]; [`ListenerHandle::unregister`] stops it. Dropping the
+/// handle does not (Kotlin and Swift may drop it late or early): unregister explicitly, or close
+/// the engine.
+#[derive(Debug, uniffi::Object)]
+pub struct ListenerHandle {
+    shared: Arc<Shared>,
+    /// The delivery thread, so a listener that unregisters itself does not wait on itself.
+    thread: ThreadId,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    /// Set once unregistered.
+    stopped: AtomicBool,
+    /// Held by the delivery thread while the listener runs, so `unregister` can wait for a call
+    /// in progress.
+    gate: Mutex<()>,
+}
+
+impl Shared {
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
+    }
+
+    fn gate(&self) -> MutexGuard<'_, ()> {
+        // A unit cannot be left inconsistent by a panic.
+        self.gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ListenerHandle {
+    /// Starts delivering the events of `subscription` to `listener`.
+    pub(crate) fn start(
+        subscription: Subscription,
+        listener: Box<dyn ChangeListener>,
+    ) -> Result<Self, CrmError> {
+        let shared = Arc::new(Shared::default());
+        let for_thread = shared.clone();
+        let thread = thread::Builder::new()
+            .name("crmsync-listener".into())
+            .spawn(move || deliver(&subscription, listener.as_ref(), &for_thread))
+            .map_err(|e| CrmError::internal(format!("cannot start a listener thread: {e}")))?;
+        Ok(Self {
+            shared,
+            thread: thread.thread().id(),
+        })
+    }
+}
+
+fn deliver(subscription: &Subscription, listener: &dyn ChangeListener, shared: &Shared) {
+    while !shared.stopped() {
+        let waited = Instant::now();
+        let Some(first) = subscription.recv_timeout(IDLE_CHECK) else {
+            // Idle, or the engine is gone, which `recv_timeout` reports at once and the same
+            // way: never spin, wait out the interval before checking the flag again.
+            if let Some(rest) = IDLE_CHECK.checked_sub(waited.elapsed()) {
+                thread::sleep(rest);
+            }
+            continue;
+        };
+        let mut batch = vec![Change::from(first)];
+        batch.extend(subscription.drain().into_iter().map(Change::from));
+        let _gate = shared.gate();
+        if shared.stopped() {
+            return;
+        }
+        if let Err(e) = listener.on_change(batch) {
+            tracing::warn!("crmsync change listener failed: {e}");
+        }
+    }
+}
+
+#[uniffi::export]
+impl ListenerHandle {
+    /// Stops the listener: after this returns it is not called again (a call in progress on
+    /// another thread is waited for). Calling it twice, or from inside the listener, is fine.
+    pub fn unregister(&self) {
+        self.shared.stopped.store(true, Ordering::SeqCst);
+        if thread::current().id() != self.thread {
+            drop(self.shared.gate());
+        }
+    }
+
+    /// Whether the listener is still registered.
+    pub fn is_active(&self) -> bool {
+        !self.shared.stopped()
+    }
+}

@@ -1,0 +1,188 @@
+"""The generated Kotlin and Swift files export the whole API.
+
+No Kotlin or Swift compiler runs here, so these checks read the generated sources: every object,
+method, type and error the app uses must be declared, with the right shape (async methods as
+`suspend fun` / `async throws`, fallible calls throwing). A method dropped from the Rust exports
+fails here; so does a Python-side method that Kotlin or Swift lacks.
+"""
+
+import inspect
+import re
+
+import pytest
+
+from conftest import GENERATED
+
+KOTLIN = GENERATED / "kotlin" / "uniffi" / "crmsync" / "crmsync.kt"
+SWIFT = GENERATED / "swift" / "crmsync.swift"
+SWIFT_HEADER = GENERATED / "swift" / "crmsyncFFI.h"
+SWIFT_MODULEMAP = GENERATED / "swift" / "crmsyncFFI.modulemap"
+
+# The API contract: Engine methods by name (Rust snake_case), async or not.
+ENGINE_CONSTRUCTORS = ["open", "open_with", "in_memory", "in_memory_with"]
+ENGINE_METHODS = {
+    "close_database": False,
+    "is_closed": False,
+    "device_id": False,
+    "workspace_id": False,
+    "create": False,
+    "create_many": True,
+    "get": False,
+    "update": False,
+    "delete": False,
+    "restore": False,
+    "list": True,
+    "count": False,
+    "history": False,
+    "get_at": False,
+    "field_history": False,
+    "conflicts": False,
+    "define_field": False,
+    "define_type": False,
+    "pipeline": False,
+    "set_pipeline": False,
+    "import_csv": True,
+    "import_csv_file": True,
+    "export_csv": True,
+    "export_json": True,
+    "changes_since": False,
+    "register_listener": False,
+    "heads": False,
+    "export_changes": False,
+    "apply_changes": False,
+    "search": True,
+    "pipeline_report": True,
+    "stage_funnel": True,
+    "rfm": True,
+    "lifetime_values": True,
+    "service_stats": True,
+}
+LISTENER_HANDLE_METHODS = ["unregister", "is_active"]
+
+RECORDS = [
+    "Record", "NewRecord", "Money", "OrderLine", "FieldDef", "Stage", "HistoryEntry",
+    "FieldChange", "Conflict", "RowError", "ImportReport", "Filter", "Sort", "ListQuery",
+    "ChangeBatch", "Change", "OpenOptions", "DateRange", "SearchFilters", "Highlight", "Snippet",
+    "SearchHit", "SearchResults", "ExchangeRates", "PipelineOptions", "Totals", "GroupTotals",
+    "PipelineReport", "FunnelStage", "FunnelReport", "RfmOptions", "RfmRow", "CltvOptions",
+    "CltvRow", "ServiceOptions", "RepeatCustomer", "ServiceStats",
+]
+ENUMS = {
+    "FieldValue": ["Text", "LongText", "Int", "Money", "Bool", "Timestamp", "Date", "Enum",
+                   "Strings", "Link", "Links", "Lines"],
+    "FieldOp": ["Set", "Unset", "SpliceText", "AddItem", "RemoveItem"],
+    "FieldKind": ["Text", "LongText", "Int", "Money", "Bool", "Timestamp", "Date", "Enum",
+                  "Strings", "Emails", "Link", "Links", "Lines"],
+    "FilterOp": ["Eq", "Ne", "Lt", "Le", "Gt", "Ge", "Contains", "Exists", "Missing"],
+    "SortOrder": ["Asc", "Desc"],
+    "ChangeKind": ["Created", "Updated", "Deleted", "Restored", "Merged"],
+    "Segment": ["ImportantKeep", "ImportantDevelop", "ImportantRetain", "General", "Churned"],
+}
+ERROR_VARIANTS = [
+    "Validation", "Schema", "NotFound", "AlreadyExists", "Deleted", "Query", "Search", "Store",
+    "Document", "TypeMismatch", "Import", "Io", "Analytics", "InvalidInput", "Closed", "Internal",
+]
+
+
+def camel(name):
+    head, *rest = name.split("_")
+    return head + "".join(p.capitalize() for p in rest)
+
+
+def lower_first(name):
+    return name[0].lower() + name[1:]
+
+
+@pytest.fixture(scope="module")
+def kotlin():
+    return KOTLIN.read_text()
+
+
+@pytest.fixture(scope="module")
+def swift():
+    return SWIFT.read_text()
+
+
+def test_all_files_are_generated():
+    for path in [KOTLIN, SWIFT, SWIFT_HEADER, SWIFT_MODULEMAP]:
+        assert path.is_file() and path.stat().st_size > 0, path
+
+
+def kotlin_fun(source, name, suspend):
+    prefix = r"suspend fun" if suspend else r"(?<!suspend )fun"
+    return re.search(rf"override {prefix} `?{camel(name)}`?\(", source)
+
+
+def swift_func(source, name, is_async):
+    # Arguments may hold parentheses of their own (`limit: UInt64 = UInt64(1000)`).
+    args = r"\((?:[^()]|\([^()]*\))*\)"
+    tail = r"\s*async throws" if is_async else r"\s*(throws)?\s*(->|\{)"
+    return re.search(rf"open func `?{camel(name)}`?{args}{tail}", source)
+
+
+def test_kotlin_declares_every_object_method_and_type(kotlin):
+    assert re.search(r"open class Engine\b.*EngineInterface", kotlin)
+    assert "open class ListenerHandle" in kotlin
+    assert "public interface ChangeListener" in kotlin
+    assert re.search(r"fun `onChange`\(`changes`: List<Change>\)", kotlin)
+    for name in ENGINE_CONSTRUCTORS:
+        assert re.search(rf"fun `{camel(name)}`\([^)]*\): Engine", kotlin), name
+    missing = [n for n, a in ENGINE_METHODS.items() if not kotlin_fun(kotlin, n, a)]
+    assert missing == []
+    for name in LISTENER_HANDLE_METHODS:
+        assert kotlin_fun(kotlin, name, False), name
+    for name in RECORDS:
+        assert re.search(rf"^data class {name}\s*\(", kotlin, re.M), name
+    for name, variants in ENUMS.items():
+        assert re.search(rf"^(sealed|enum) class {name}\b", kotlin, re.M), name
+        for v in variants:
+            shout = re.sub(r"(?<!^)(?=[A-Z])", "_", v).upper()
+            assert re.search(rf"(data class {v}\(|object {v}\b|^\s*{shout}[,;\s])", kotlin, re.M), (
+                name,
+                v,
+            )
+    assert "sealed class CrmException: kotlin.Exception()" in kotlin
+    for v in ERROR_VARIANTS:
+        assert re.search(rf"class {v}\(", kotlin), v
+    # Fallible calls throw the one error type.
+    assert re.search(r"@Throws\(CrmException::class\)override fun `get`\(", kotlin)
+
+
+def test_swift_declares_every_object_method_and_type(swift):
+    assert re.search(r"open class Engine: EngineProtocol", swift)
+    assert "open class ListenerHandle" in swift
+    assert re.search(r"public protocol ChangeListener\b", swift)
+    assert re.search(r"func onChange\(changes: \[Change\]\) throws", swift)
+    for name in ENGINE_CONSTRUCTORS:
+        assert re.search(rf"public static func `?{camel(name)}`?\([^)]*\)\s*throws\s*-> Engine", swift), name
+    missing = [n for n, a in ENGINE_METHODS.items() if not swift_func(swift, n, a)]
+    assert missing == []
+    for name in LISTENER_HANDLE_METHODS:
+        assert swift_func(swift, name, False), name
+    for name in RECORDS:
+        assert re.search(rf"^public struct {name}\b", swift, re.M), name
+    for name, variants in ENUMS.items():
+        assert re.search(rf"^public enum {name}\b", swift, re.M), name
+        for v in variants:
+            assert re.search(rf"case `?{lower_first(v)}`?\b", swift), (name, v)
+    assert re.search(r"^public\s+enum CrmError: Swift\.Error", swift, re.M)
+    for v in ERROR_VARIANTS:
+        # uniffi keeps error cases in UpperCamelCase in Swift.
+        assert re.search(rf"case `?{v}`?\(", swift), v
+    assert "func get(id: String)throws  -> Record?" in swift.replace("open func", "func")
+
+
+def test_every_python_method_exists_in_kotlin_and_swift(kotlin, swift):
+    import crmsync
+
+    for cls, contract in [
+        (crmsync.Engine, set(ENGINE_METHODS) | set(ENGINE_CONSTRUCTORS)),
+        (crmsync.ListenerHandle, set(LISTENER_HANDLE_METHODS)),
+    ]:
+        python = {
+            n for n, _ in inspect.getmembers(cls, callable) if not n.startswith("_")
+        }
+        assert python == contract, f"{cls.__name__}: update the contract in this file"
+        for name in python:
+            assert re.search(rf"fun `{camel(name)}`\(", kotlin), (cls, name)
+            assert re.search(rf"func `?{camel(name)}`?\(", swift), (cls, name)
