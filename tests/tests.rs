@@ -7,6 +7,7 @@ mod corrupt;
 mod crash;
 mod engine;
 mod import_export;
+mod net;
 mod search;
 mod sync;
 mod sync_props;

@@ -36,6 +36,7 @@ pub mod events;
 pub mod export;
 pub mod import;
 pub mod model;
+pub mod net;
 pub mod query;
 pub mod search;
 pub mod store;

@@ -24,6 +24,7 @@ const META_DEVICE: &str = "device";
 const META_WORKSPACE: &str = "workspace";
 const META_SCHEMA: &str = "schema";
 const META_PEER_PREFIX: &str = "peer:";
+const META_SETTING_PREFIX: &str = "set:";
 
 /// Tuning of the store.
 #[derive(Debug, Clone)]
@@ -391,6 +392,34 @@ impl Store {
         let txn = self.db.begin_write()?;
         txn.open_table(META)?
             .insert(key.as_str(), seq.to_le_bytes().as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// A value the layers above keep beside the records (membership, node key), by key.
+    /// Keys of the store's own (format, ids, cursors) are not reachable through this.
+    pub fn setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let key = format!("{META_SETTING_PREFIX}{key}");
+        let txn = self.db.begin_read()?;
+        let meta = txn.open_table(META)?;
+        Ok(meta.get(key.as_str())?.map(|v| v.value().to_vec()))
+    }
+
+    /// Stores (durably) or, with `None`, removes a value set by the layers above.
+    pub fn set_setting(&self, key: &str, value: Option<&[u8]>) -> Result<()> {
+        let key = format!("{META_SETTING_PREFIX}{key}");
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            match value {
+                Some(value) => {
+                    meta.insert(key.as_str(), value)?;
+                }
+                None => {
+                    meta.remove(key.as_str())?;
+                }
+            }
+        }
         txn.commit()?;
         Ok(())
     }

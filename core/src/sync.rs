@@ -10,7 +10,8 @@
 //!    lacks it, the exact changes after the other's heads if it has all of them, or else asks
 //!    for changes with its recent change hashes; a second round answers those requests. Changes
 //!    travel many records per frame and each received frame is applied in one transaction.
-//! 4. **done**: cursors are moved past what was exchanged and a [`SyncReport`] is returned.
+//! 4. **done**: after an exchange each side confirms it applied everything it received; only
+//!    then are cursors moved past what was exchanged, and a [`SyncReport`] is returned.
 //!
 //! An interrupted session leaves every applied batch in place; the next one finds those records
 //! equal and does not send them again. A frame that is truncated, too large, does not decode,
@@ -43,6 +44,13 @@ pub struct SyncOptions {
     pub batch_records: usize,
     /// How long to wait for the peer's next frame (default 30 s).
     pub idle_timeout: Duration,
+    /// Whether this side sends its records' changes (default true). A read-only member sets
+    /// it to false: it receives, and its local edits stay local.
+    pub send_changes: bool,
+    /// Whether the peer's changes are applied (default true). With a read-only peer it is
+    /// false: the peer is never asked for changes, and a batch of changes from it ends the
+    /// session with [`SyncError::ReadOnlyPeer`] before anything is applied.
+    pub accept_changes: bool,
 }
 
 impl Default for SyncOptions {
@@ -52,6 +60,8 @@ impl Default for SyncOptions {
             batch_bytes: 1 << 20,
             batch_records: 1000,
             idle_timeout: Duration::from_secs(30),
+            send_changes: true,
+            accept_changes: true,
         }
     }
 }
@@ -143,6 +153,9 @@ pub enum SyncError {
         /// Its message.
         message: String,
     },
+    /// A read-only peer sent changes; none were applied.
+    #[error("the peer is a read-only member; its changes are refused")]
+    ReadOnlyPeer,
     /// The peer did not send anything for too long.
     #[error("the peer sent nothing for {0:?}")]
     Timeout(Duration),
@@ -162,6 +175,7 @@ impl SyncError {
         match self {
             SyncError::Version { .. } => AbortCode::Version,
             SyncError::Workspace { .. } => AbortCode::Workspace,
+            SyncError::ReadOnlyPeer => AbortCode::ReadOnly,
             SyncError::Store(e)
                 if matches!(
                     **e,

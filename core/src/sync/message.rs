@@ -94,6 +94,8 @@ pub enum AbortCode {
     Apply,
     /// The peer failed locally.
     Internal,
+    /// The sender is read-only here and sent changes anyway.
+    ReadOnly,
 }
 
 /// A frame of the protocol.
@@ -108,6 +110,9 @@ pub enum Message {
     Changed(Option<Vec<RecordId>>),
     /// Changes and requests.
     Batch(Batch),
+    /// The sender applied everything the peer sent in the exchange. Only after receiving it
+    /// does a side move its cursor: a peer that crashed mid-apply is sent the rest next time.
+    Done,
     /// The sender gives up; the session ends.
     Abort {
         /// Category.

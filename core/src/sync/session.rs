@@ -112,6 +112,7 @@ fn unexpected(phase: &str, got: &Message) -> SyncError {
         Message::Reconcile(_) => "reconcile",
         Message::Changed(_) => "changed",
         Message::Batch(_) => "batch",
+        Message::Done => "done",
         Message::Abort { .. } => "abort",
     };
     SyncError::Protocol(format!("expected {phase}, got {kind}"))
@@ -199,6 +200,11 @@ where
 
     if exchange_follows {
         exchange(replica, &diffs, rx, tx, options, &mut counters).await?;
+        counters.round_trips += 1;
+        match swap(rx, tx, &Message::Done, options).await? {
+            Message::Done => {}
+            other => return Err(unexpected("done", &other)),
+        }
     }
 
     // Everything we had at the start, and what this session merged, has reached the peer.
@@ -206,7 +212,11 @@ where
     while counters.merged_seqs.contains(&(cursor + 1)) {
         cursor += 1;
     }
-    replica.set_peer_cursor(peer, cursor)?;
+    // A side that sends nothing keeps no cursor: its local edits did not reach the peer, and
+    // with no cursor the next session compares whole sets and finds them again.
+    if options.send_changes {
+        replica.set_peer_cursor(peer, cursor)?;
+    }
     Ok(SyncReport {
         peer,
         mode,
@@ -430,6 +440,9 @@ where
             other => return Err(unexpected("batch", &other)),
         };
         if !batch.changes.is_empty() {
+            if !options.accept_changes {
+                return Err(SyncError::ReadOnlyPeer);
+            }
             seqs.extend(replica.apply(&batch.changes)?);
         }
         needs.extend(batch.needs);
@@ -459,6 +472,9 @@ where
     let mut first = Vec::new();
     for (id, theirs) in diffs {
         match plan(replica, *id, theirs)? {
+            Plan::Send(_) if !options.send_changes => {}
+            // A read-only peer is never asked: whatever it has that we lack is its own edit.
+            Plan::Ask(_) if !options.accept_changes => {}
             Plan::Send(bytes) => {
                 sent_first.insert(*id);
                 first.push(Ok((*id, bytes)));
@@ -482,6 +498,7 @@ where
     counters.round_trips += 1;
     let answers = their_needs
         .iter()
+        .filter(|_| options.send_changes)
         .filter(|need| !sent_first.contains(&need.id))
         .filter_map(|need| match answer(replica, need) {
             Ok(Some(bytes)) => Some(Ok((need.id, bytes))),
