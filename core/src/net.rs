@@ -38,7 +38,7 @@ use std::time::Duration;
 
 pub use iroh::{EndpointAddr, EndpointId, PublicKey, RelayUrl, TransportAddr};
 pub use membership::{Credential, Refusal, Revocation, Role};
-pub use node::{NetStatus, Network, PeerStatus};
+pub use node::{NetStatus, Network, PeerStatus, WorkspaceHost};
 
 use crate::sync::{SyncError, SyncOptions};
 
@@ -157,6 +157,9 @@ pub enum NetError {
     /// The connection failed mid-session; the next session resumes where this one stopped.
     #[error("connection: {0}")]
     Connection(String),
+    /// The operation does not apply to this kind of network.
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
     /// The network was shut down.
     #[error("the network was shut down")]
     Closed,

@@ -1,6 +1,195 @@
 //! crmsync-relay: a self-hostable store-and-forward peer for crmsync workspaces.
 //!
-//! The relay is built from the core's store and (once they exist) its sync and network layers;
-//! it is not built yet.
+//! The relay is a peer that is always on: devices of a workspace sync with it as they would
+//! with each other, so two devices that are never online at the same time still converge. It
+//! is built from the core's store, sync and net modules — the same membership handshake and
+//! sync protocol, no second implementation — and keeps one database file per workspace, so one
+//! tenant's damage or deletion touches no other.
+//!
+//! Trust: a workspace is registered with its admin's public key and a credential the admin
+//! issued to the relay's node id (role member). Devices check the relay's credential like any
+//! peer's; the relay checks theirs against the admin key, the node id of the connection, the
+//! expiry and the revocations. The relay never holds the admin's private key.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), crmsync_relay::RelayError> {
+//! use crmsync_relay::{Config, Relay};
+//!
+//! let relay = Relay::open(Config::default())?;
+//! let running = relay.serve().await?;
+//! println!("devices dial {:?}", running.addr());
+//! # Ok(())
+//! # }
+//! ```
 
+mod config;
+mod workspaces;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crmsync::net::{EndpointAddr, NetError, NetOptions, Network};
+use iroh::SecretKey;
+
+pub use config::{Config, TEMPLATE};
 pub use crmsync;
+pub use workspaces::{WorkspaceStatus, Workspaces};
+
+/// Why a relay operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelayError {
+    /// The config file cannot be read or parsed.
+    #[error("config {path}: {reason}")]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The node key file is missing or damaged.
+    #[error("node key {path}: {reason}")]
+    NodeKey {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// A workspace cannot be registered as asked.
+    #[error("workspace {id}: {reason}")]
+    Workspace {
+        /// The workspace id.
+        id: uuid::Uuid,
+        /// Why.
+        reason: String,
+    },
+    /// A file or directory of the data directory.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A workspace's database.
+    #[error(transparent)]
+    Store(#[from] crmsync::Error),
+    /// Networking.
+    #[error(transparent)]
+    Net(#[from] NetError),
+}
+
+const NODE_KEY_FILE: &str = "node.key";
+
+/// Reads the relay's node key from the data directory, creating it on first use.
+pub fn node_key(data_dir: &std::path::Path) -> Result<SecretKey, RelayError> {
+    let path = data_dir.join(NODE_KEY_FILE);
+    let io = |source| RelayError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let bytes = data_encoding::HEXLOWER_PERMISSIVE
+                .decode(text.trim().as_bytes())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| RelayError::NodeKey {
+                    path: path.clone(),
+                    reason: "not 64 hex digits".into(),
+                })?;
+            Ok(SecretKey::from_bytes(&bytes))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(data_dir).map_err(io)?;
+            let key = SecretKey::generate();
+            let text = data_encoding::HEXLOWER.encode(&key.to_bytes());
+            write_private(&path, text.as_bytes()).map_err(io)?;
+            Ok(key)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Writes a file only its owner can read (the node key is the relay's identity).
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// A relay's data: its node key and its workspaces.
+pub struct Relay {
+    config: Config,
+    key: SecretKey,
+    workspaces: Arc<Workspaces>,
+}
+
+impl Relay {
+    /// Opens the data directory (creating it and the node key on first use) and every
+    /// registered workspace.
+    pub fn open(config: Config) -> Result<Self, RelayError> {
+        let key = node_key(&config.data_dir)?;
+        let workspaces = Arc::new(Workspaces::open(&config.data_dir, &key)?);
+        Ok(Self {
+            config,
+            key,
+            workspaces,
+        })
+    }
+
+    /// The relay's node id: what an admin issues the relay's credential to.
+    pub fn node_id(&self) -> crmsync::net::PublicKey {
+        self.key.public()
+    }
+
+    /// The registered workspaces.
+    pub fn workspaces(&self) -> &Workspaces {
+        &self.workspaces
+    }
+
+    /// Registers a workspace: `admin_key` is its trust anchor, `credential` the one its admin
+    /// issued to this relay's node id.
+    pub fn add_workspace(
+        &self,
+        id: uuid::Uuid,
+        admin_key: crmsync::net::PublicKey,
+        credential: &str,
+    ) -> Result<(), RelayError> {
+        self.workspaces.add(id, admin_key, credential, &self.key)
+    }
+
+    /// Starts serving devices on the configured address.
+    pub async fn serve(&self) -> Result<RunningRelay, RelayError> {
+        let options = NetOptions {
+            bind_addr: self.config.bind_addr,
+            ..NetOptions::default()
+        };
+        let network = Network::host(self.key.clone(), self.workspaces.clone(), options).await?;
+        tracing::info!(node_id = %network.node_id(), addr = ?network.addr(), "relay serving");
+        Ok(RunningRelay { network })
+    }
+}
+
+/// A relay that serves devices until [`RunningRelay::shutdown`].
+pub struct RunningRelay {
+    network: Network,
+}
+
+impl RunningRelay {
+    /// The address devices dial: node id and bound sockets.
+    pub fn addr(&self) -> EndpointAddr {
+        self.network.addr()
+    }
+
+    /// Stops accepting, closes every connection and the endpoint. Sessions in flight end; what
+    /// they applied is committed, and the devices' next session resumes.
+    pub async fn shutdown(self) {
+        self.network.shutdown().await;
+    }
+}

@@ -57,8 +57,11 @@ impl Background {
 /// The engine's change events, reduced to "the newest local sequence", on a watch channel.
 /// The engine's subscription blocks, so a thread reads it.
 fn change_feed(shared: &Arc<Shared>, stop: Arc<AtomicBool>) -> watch::Receiver<u64> {
-    let subscription = shared.engine.subscribe();
     let (tx, rx) = watch::channel(0u64);
+    let Some(engine) = shared.device() else {
+        return rx; // a host has no local writes of its own to push
+    };
+    let subscription = engine.subscribe();
     std::thread::Builder::new()
         .name("crmsync-net-feed".into())
         .spawn(move || {

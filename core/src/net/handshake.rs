@@ -6,9 +6,10 @@
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use uuid::Uuid;
 
 use super::NetError;
-use super::membership::{Credential, Refusal, Revocation, Role};
+use super::membership::{Credential, Membership, Refusal, Revocation, Role};
 use crate::engine::Engine;
 
 /// Handshake frames are small; a larger length prefix is hostile or garbage.
@@ -63,9 +64,20 @@ async fn recv<R: AsyncRead + Unpin, T: serde::de::DeserializeOwned>(
     Ok(value)
 }
 
-/// Runs the handshake with the node `remote` (authenticated by the connection). On success
-/// the revocations the peer brought are stored and the roles returned.
-pub(crate) async fn handshake<R, W>(
+fn presentation(engine: &Engine) -> Result<(Membership, Presentation), NetError> {
+    let membership = engine.membership()?;
+    if membership.credential.is_none() {
+        return Err(NetError::NotJoined);
+    }
+    let mine = Presentation {
+        credential: membership.credential.clone(),
+        revocations: membership.revocations.clone(),
+    };
+    Ok((membership, mine))
+}
+
+/// The dialing side: presents itself while reading the peer's presentation.
+pub(crate) async fn dial<R, W>(
     engine: &Engine,
     remote: &iroh::PublicKey,
     reader: &mut R,
@@ -75,17 +87,68 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let membership = engine.membership()?;
+    let (membership, mine) = presentation(engine)?;
+    let (_, theirs): ((), Presentation) = tokio::try_join!(send(writer, &mine), recv(reader))?;
+    conclude(engine, membership, remote, theirs, reader, writer).await
+}
+
+/// The accepting side: reads the peer's presentation first, so a host of many workspaces can
+/// pick the replica of the workspace the peer's credential names (`pick`), then presents
+/// itself. A peer whose workspace is not hosted is refused before anything is read for it.
+pub(crate) async fn accept<R, W>(
+    pick: impl FnOnce(Option<Uuid>) -> Option<Engine>,
+    remote: &iroh::PublicKey,
+    reader: &mut R,
+    writer: &mut W,
+) -> Result<(Engine, Agreed), NetError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let theirs: Presentation = recv(reader).await?;
+    let workspace = theirs.credential.as_ref().map(Credential::workspace);
+    let Some(engine) = pick(workspace) else {
+        let refusal = match workspace {
+            None => Refusal::NoCredential,
+            Some(workspace) => Refusal::UnknownWorkspace { workspace },
+        };
+        tracing::warn!(peer = %remote, %refusal, "refused a peer");
+        let nobody = Presentation {
+            credential: None,
+            revocations: Vec::new(),
+        };
+        send(writer, &nobody).await?;
+        send(writer, &Verdict::Refuse(refusal.clone())).await?;
+        // Read the peer's verdict so it can finish sending it and read ours.
+        let _ = recv::<_, Verdict>(reader).await;
+        let _ = writer.shutdown().await;
+        return Err(NetError::PeerRefused(refusal));
+    };
+    let (membership, mine) = presentation(&engine)?;
+    send(writer, &mine).await?;
+    let agreed = conclude(&engine, membership, remote, theirs, reader, writer).await?;
+    Ok((engine, agreed))
+}
+
+/// Checks the peer's presentation, swaps verdicts, and on success stores the revocations the
+/// peer brought.
+async fn conclude<R, W>(
+    engine: &Engine,
+    membership: Membership,
+    remote: &iroh::PublicKey,
+    theirs: Presentation,
+    reader: &mut R,
+    writer: &mut W,
+) -> Result<Agreed, NetError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let ours = membership
         .credential
         .as_ref()
         .ok_or(NetError::NotJoined)?
         .role();
-    let mine = Presentation {
-        credential: membership.credential.clone(),
-        revocations: membership.revocations.clone(),
-    };
-    let (_, theirs): ((), Presentation) = tokio::try_join!(send(writer, &mine), recv(reader))?;
     let workspace = engine.workspace_id();
     let checked = membership.check(
         workspace,
@@ -99,7 +162,22 @@ where
         Err(refusal) => Verdict::Refuse(refusal.clone()),
     };
     // Our verdict goes out even when we refuse, so the peer can tell its user why.
-    let (_, their_verdict): ((), Verdict) = tokio::try_join!(send(writer, &verdict), recv(reader))?;
+    // A refusing peer may stop reading once its verdict is out, so our send can fail while
+    // its verdict arrived: the verdict is what the user needs to see.
+    let (sent, received) = tokio::join!(send(writer, &verdict), recv::<_, Verdict>(reader));
+    let their_verdict = match (sent, received) {
+        (_, Ok(v @ Verdict::Refuse(_))) | (Ok(()), Ok(v)) => v,
+        (Err(e), _) | (_, Err(e)) => return Err(e),
+    };
+    // When both refuse, the peer's reason is the one that explains the lock-out to our user
+    // (a relay not serving the workspace presents nobody, which we refuse too).
+    if let Verdict::Refuse(refusal) = their_verdict {
+        if let Err(ours) = &checked {
+            tracing::warn!(peer = %remote, refusal = %ours, "refused a peer");
+        }
+        tracing::warn!(peer = %remote, %refusal, "the peer refused this device");
+        return Err(NetError::RefusedByPeer(refusal));
+    }
     let their_role = match checked {
         Ok(role) => role,
         Err(refusal) => {
@@ -108,10 +186,6 @@ where
             return Err(NetError::PeerRefused(refusal));
         }
     };
-    if let Verdict::Refuse(refusal) = their_verdict {
-        tracing::warn!(peer = %remote, %refusal, "the peer refused this device");
-        return Err(NetError::RefusedByPeer(refusal));
-    }
     let fresh = membership.new_revocations(workspace, &theirs.revocations);
     engine.add_revocations(&fresh)?;
     Ok(Agreed {

@@ -217,6 +217,12 @@ pub enum Refusal {
     /// The admin revoked the device.
     #[error("the device was revoked by the workspace admin")]
     Revoked,
+    /// The peer (a relay, say) does not host the credential's workspace.
+    #[error("workspace {workspace} is not served here")]
+    UnknownWorkspace {
+        /// The credential's workspace.
+        workspace: Uuid,
+    },
 }
 
 /// This device's membership, read once per session.
@@ -326,6 +332,19 @@ impl Engine {
         self.store()
             .set_setting(KEY_NODE, Some(key.to_bytes().as_slice()))?;
         Ok(key)
+    }
+
+    /// Makes `key` this replica's node key, for a host (a relay) that serves many workspaces
+    /// under one identity. Refused once the replica holds a credential for another key.
+    pub fn set_node_key(&self, key: &SecretKey) -> Result<(), NetError> {
+        if let Some(credential) = self.credential()?
+            && credential.device() != key.public()
+        {
+            return Err(NetError::AlreadyJoined);
+        }
+        self.store()
+            .set_setting(KEY_NODE, Some(key.to_bytes().as_slice()))?;
+        Ok(())
     }
 
     /// This device's node id (public key): what an admin needs to invite it.

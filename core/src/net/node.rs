@@ -11,7 +11,7 @@ use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMap, RelayMode, TransportAdd
 use tokio::sync::watch;
 
 use super::background::Background;
-use super::handshake::handshake;
+use super::handshake::{self, Agreed};
 use super::{ALPN, NetError, NetOptions};
 use crate::engine::Engine;
 use crate::model::DeviceId;
@@ -54,8 +54,23 @@ struct PeerEntry {
     last_error: Option<String>,
 }
 
+/// What the network serves: one device's replica, or a host's replicas of many workspaces.
+pub(super) enum Home {
+    Device(Engine),
+    Host(Arc<dyn WorkspaceHost>),
+}
+
+/// A host of many workspaces under one node identity (the relay): incoming sessions are
+/// routed to the replica of the workspace named in the peer's credential. Each replica must
+/// hold a credential issued to the host's node id ([`Engine::set_node_key`], then
+/// [`Engine::join`]).
+pub trait WorkspaceHost: Send + Sync + 'static {
+    /// The replica of `workspace`, if it is served here.
+    fn replica(&self, workspace: uuid::Uuid) -> Option<Engine>;
+}
+
 pub(super) struct Shared {
-    pub engine: Engine,
+    pub home: Home,
     pub options: NetOptions,
     endpoint: Endpoint,
     connections: Mutex<HashMap<EndpointId, Connection>>,
@@ -94,6 +109,26 @@ impl Engine {
         if self.credential()?.is_none() {
             return Err(NetError::NotJoined);
         }
+        Network::start(self.node_key()?, Home::Device(self.clone()), options).await
+    }
+}
+
+impl Network {
+    /// Starts a network that hosts many workspaces under the node key `key` (a relay): it
+    /// accepts sessions from members of every workspace `host` serves and dials nobody.
+    pub async fn host(
+        key: iroh::SecretKey,
+        host: Arc<dyn WorkspaceHost>,
+        options: NetOptions,
+    ) -> Result<Network, NetError> {
+        Network::start(key, Home::Host(host), options).await
+    }
+
+    async fn start(
+        key: iroh::SecretKey,
+        home: Home,
+        options: NetOptions,
+    ) -> Result<Network, NetError> {
         let relay_mode = match &options.relay_url {
             Some(url) => RelayMode::Custom(RelayMap::from(url.clone())),
             None => RelayMode::Disabled,
@@ -101,7 +136,7 @@ impl Engine {
         // No address lookup service and no port mapper: peers are dialed by the addresses the
         // app gives, and nothing is announced or sent to multicast.
         let builder = Endpoint::builder(presets::Minimal)
-            .secret_key(self.node_key()?)
+            .secret_key(key)
             .alpns(vec![ALPN.to_vec()])
             .relay_mode(relay_mode)
             .clear_address_lookup()
@@ -114,7 +149,7 @@ impl Engine {
             .await
             .map_err(|e| NetError::Bind(e.to_string()))?;
         let shared = Arc::new(Shared {
-            engine: self.clone(),
+            home,
             options,
             endpoint,
             connections: Mutex::new(HashMap::new()),
@@ -258,15 +293,25 @@ impl Shared {
         lock(&self.background).is_some()
     }
 
+    /// The device's replica; `None` on a host of many workspaces.
+    pub(super) fn device(&self) -> Option<&Engine> {
+        match &self.home {
+            Home::Device(engine) => Some(engine),
+            Home::Host(_) => None,
+        }
+    }
+
     fn compute_status(&self) -> NetStatus {
-        let last_seq = self.engine.store().last_seq().unwrap_or(0);
+        let device = self.device();
+        let last_seq = device.map_or(0, |e| e.store().last_seq().unwrap_or(0));
         let connections = lock(&self.connections);
         let peers = lock(&self.peers)
             .iter()
             .map(|(id, e)| {
                 let cursor = e
                     .replica
-                    .and_then(|r| self.engine.store().peer_cursor(r).ok().flatten())
+                    .zip(device)
+                    .and_then(|(r, d)| d.store().peer_cursor(r).ok().flatten())
                     .unwrap_or(0);
                 PeerStatus {
                     node_id: *id,
@@ -371,20 +416,38 @@ impl Shared {
                     .map_err(|e| NetError::Connection(e.to_string()))?
             }
         };
-        let (send, recv) = streams;
-        run_session(&self.engine, &self.options.sync, &peer, send, recv).await
+        let (mut send, mut recv) = streams;
+        let engine = self
+            .device()
+            .ok_or(NetError::Unsupported("a host does not dial"))?;
+        let agreed = handshake::dial(engine, &peer, &mut recv, &mut send).await?;
+        run_session(engine, agreed, &self.options.sync, send, recv).await
+    }
+
+    /// Serves one session a peer opened.
+    async fn incoming_session(
+        &self,
+        remote: &EndpointId,
+        mut send: SendStream,
+        mut recv: RecvStream,
+    ) -> Result<SyncReport, NetError> {
+        let pick = |workspace: Option<uuid::Uuid>| match &self.home {
+            Home::Device(engine) => Some(engine.clone()),
+            Home::Host(host) => workspace.and_then(|w| host.replica(w)),
+        };
+        let (engine, agreed) = handshake::accept(pick, remote, &mut recv, &mut send).await?;
+        run_session(&engine, agreed, &self.options.sync, send, recv).await
     }
 }
 
-/// One session on one stream: handshake, then the sync protocol with the agreed roles.
+/// The sync protocol on a stream whose handshake agreed on the roles.
 async fn run_session(
     engine: &Engine,
+    agreed: Agreed,
     options: &SyncOptions,
-    remote: &EndpointId,
     mut send: SendStream,
     mut recv: RecvStream,
 ) -> Result<SyncReport, NetError> {
-    let agreed = handshake(engine, remote, &mut recv, &mut send).await?;
     let mut options = options.clone();
     options.send_changes = agreed.ours.can_write();
     options.accept_changes = agreed.theirs.can_write();
@@ -424,7 +487,7 @@ async fn serve(shared: Weak<Shared>, conn: Connection) {
     while let Ok((send, recv)) = conn.accept_bi().await {
         let Some(s) = shared.upgrade() else { return };
         tokio::spawn(async move {
-            let outcome = run_session(&s.engine, &s.options.sync, &remote, send, recv).await;
+            let outcome = s.incoming_session(&remote, send, recv).await;
             if let Err(e) = &outcome {
                 tracing::info!(peer = %remote, error = %e, "incoming session failed");
             }
