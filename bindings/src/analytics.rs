@@ -1,5 +1,6 @@
-//! Analytics: pipeline report, stage funnel, RFM segments, customer lifetime value and
-//! service statistics, as `async` calls on [`Engine`]. Options leave out what has a core
+//! Analytics: pipeline report, stage funnel, RFM segments, customer lifetime value, service
+//! statistics, sales forecast, product associations and recommendations, and the visit plan,
+//! as `async` calls on [`Engine`]. Options leave out what has a core
 //! default; the formulas are in the core's `analytics` module.
 
 use std::collections::HashMap;
@@ -10,7 +11,7 @@ use crmsync::analytics::{self as an, Rates};
 use crate::engine::Engine;
 use crate::error::CrmError;
 use crate::runtime::run_blocking;
-use crate::value::{Money, parse_currency, parse_date, to_utc};
+use crate::value::{Money, parse_currency, parse_date, parse_id, to_usize, to_utc};
 
 /// Exchange rates into one reporting currency, given by the app (analytics never fetch
 /// rates). Amounts in another currency without a rate make the analysis fail with `Analytics`.
@@ -456,5 +457,477 @@ impl Engine {
             params.repeat_threshold = n;
         }
         run_blocking(move || Ok(engine.service_stats(&params)?.into())).await
+    }
+}
+
+/// Fixed smoothing parameters of the forecast, each within 0 to 1.
+#[derive(Debug, Clone, Copy, PartialEq, uniffi::Record)]
+pub struct Smoothing {
+    /// Level smoothing α.
+    pub alpha: f64,
+    /// Trend smoothing β.
+    pub beta: f64,
+    /// Seasonal smoothing γ (ignored by Holt's method).
+    pub gamma: f64,
+}
+
+impl From<Smoothing> for an::Smoothing {
+    fn from(s: Smoothing) -> Self {
+        an::Smoothing {
+            alpha: s.alpha,
+            beta: s.beta,
+            gamma: s.gamma,
+        }
+    }
+}
+
+impl From<an::Smoothing> for Smoothing {
+    fn from(s: an::Smoothing) -> Self {
+        Smoothing {
+            alpha: s.alpha,
+            beta: s.beta,
+            gamma: s.gamma,
+        }
+    }
+}
+
+/// Options of the sales forecast; absent values take the core defaults (12 months ahead,
+/// yearly seasonality, fitted smoothing, history through the last order's month).
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct ForecastOptions {
+    /// Revenue currency, with rates for orders in other currencies.
+    pub rates: ExchangeRates,
+    /// Months to forecast.
+    #[uniffi(default = None)]
+    pub horizon: Option<u32>,
+    /// Season length in months.
+    #[uniffi(default = None)]
+    pub season_length: Option<u32>,
+    /// Fixed smoothing; absent: fitted.
+    #[uniffi(default = None)]
+    pub smoothing: Option<Smoothing>,
+    /// The history ends with the month of this day, `YYYY-MM-DD` (later orders are ignored).
+    #[uniffi(default = None)]
+    pub through: Option<String>,
+}
+
+/// Which model the forecast fitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ForecastMethod {
+    /// Additive trend and additive seasonality.
+    HoltWinters,
+    /// Additive trend only (too little history for seasons).
+    Holt,
+}
+
+/// The fitted exponential smoothing model.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct ForecastModel {
+    /// Which model.
+    pub method: ForecastMethod,
+    /// Season length (0 for Holt).
+    pub season_length: u64,
+    /// Smoothing used (`gamma` is 0 for Holt).
+    pub smoothing: Smoothing,
+    /// Whether the smoothing was fitted (false when fixed by the options).
+    pub fitted: bool,
+    /// Initial level.
+    pub initial_level: f64,
+    /// Initial trend.
+    pub initial_trend: f64,
+    /// Initial seasonal states.
+    pub initial_seasonal: Vec<f64>,
+    /// Final level.
+    pub level: f64,
+    /// Final trend.
+    pub trend: f64,
+    /// Final seasonal states by phase.
+    pub seasonal: Vec<f64>,
+    /// Number of observations.
+    pub n: u64,
+    /// Sum of squared one-step errors.
+    pub sse: f64,
+}
+
+/// A month's value, in major units of the forecast's currency.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct MonthValue {
+    /// `YYYY-MM`.
+    pub month: String,
+    /// Revenue (history) or point forecast.
+    pub value: f64,
+}
+
+/// Monthly revenue, the fitted model and its forecast.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct SalesForecast {
+    /// Currency of every value.
+    pub currency: String,
+    /// Revenue per month from the first order's month, empty months as 0.
+    pub history: Vec<MonthValue>,
+    /// The fitted model.
+    pub model: ForecastModel,
+    /// Point forecasts for the months after the history.
+    pub forecast: Vec<MonthValue>,
+}
+
+fn month_values(values: Vec<an::MonthValue>) -> Vec<MonthValue> {
+    values
+        .into_iter()
+        .map(|m| MonthValue {
+            month: m.month,
+            value: m.value,
+        })
+        .collect()
+}
+
+impl From<an::SalesForecast> for SalesForecast {
+    fn from(f: an::SalesForecast) -> Self {
+        let m = f.model;
+        SalesForecast {
+            currency: f.currency.code().to_string(),
+            history: month_values(f.history),
+            model: ForecastModel {
+                method: match m.method {
+                    an::ForecastMethod::HoltWinters => ForecastMethod::HoltWinters,
+                    an::ForecastMethod::Holt => ForecastMethod::Holt,
+                },
+                season_length: m.season_length as u64,
+                smoothing: m.smoothing.into(),
+                fitted: m.fitted,
+                initial_level: m.initial_level,
+                initial_trend: m.initial_trend,
+                initial_seasonal: m.initial_seasonal,
+                level: m.level,
+                trend: m.trend,
+                seasonal: m.seasonal,
+                n: m.n as u64,
+                sse: m.sse,
+            },
+            forecast: month_values(f.forecast),
+        }
+    }
+}
+
+/// Thresholds of the product associations (Apriori); absent values take the core defaults
+/// (support 0.01, confidence 0.5, no size limit).
+#[derive(Debug, Clone, Default, PartialEq, uniffi::Record)]
+pub struct AprioriOptions {
+    /// Minimum support of a frequent itemset, in (0, 1].
+    #[uniffi(default = None)]
+    pub min_support: Option<f64>,
+    /// Minimum confidence of a rule, in [0, 1].
+    #[uniffi(default = None)]
+    pub min_confidence: Option<f64>,
+    /// Largest itemset searched.
+    #[uniffi(default = None)]
+    pub max_len: Option<u32>,
+}
+
+impl TryFrom<AprioriOptions> for an::AprioriParams {
+    type Error = CrmError;
+    fn try_from(o: AprioriOptions) -> Result<Self, CrmError> {
+        let mut params = an::AprioriParams::default();
+        if let Some(s) = o.min_support {
+            params.min_support = s;
+        }
+        if let Some(c) = o.min_confidence {
+            params.min_confidence = c;
+        }
+        params.max_len = o.max_len.map(|n| to_usize(n.into())).transpose()?;
+        Ok(params)
+    }
+}
+
+/// A frequent set of products (by SKU).
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Itemset {
+    /// Its items, sorted.
+    pub items: Vec<String>,
+    /// Orders holding every item.
+    pub count: u64,
+    /// `count / orders`.
+    pub support: f64,
+}
+
+/// An association rule: orders with `antecedent` also hold `consequent`.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct AssociationRule {
+    /// Items bought (sorted).
+    pub antecedent: Vec<String>,
+    /// Items also bought (sorted).
+    pub consequent: Vec<String>,
+    /// Support of both together.
+    pub support: f64,
+    /// Support of the antecedent.
+    pub antecedent_support: f64,
+    /// Support of the consequent.
+    pub consequent_support: f64,
+    /// `support / antecedent_support`.
+    pub confidence: f64,
+    /// `confidence / consequent_support`.
+    pub lift: f64,
+}
+
+impl From<an::Rule> for AssociationRule {
+    fn from(r: an::Rule) -> Self {
+        AssociationRule {
+            antecedent: r.antecedent,
+            consequent: r.consequent,
+            support: r.support,
+            antecedent_support: r.antecedent_support,
+            consequent_support: r.consequent_support,
+            confidence: r.confidence,
+            lift: r.lift,
+        }
+    }
+}
+
+/// Frequent itemsets and association rules over the orders.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Associations {
+    /// Orders counted (the support denominator).
+    pub baskets: u64,
+    /// Frequent itemsets by size, then support.
+    pub itemsets: Vec<Itemset>,
+    /// Rules by lift, then confidence.
+    pub rules: Vec<AssociationRule>,
+}
+
+impl From<an::Associations> for Associations {
+    fn from(a: an::Associations) -> Self {
+        Associations {
+            baskets: a.baskets,
+            itemsets: a
+                .itemsets
+                .into_iter()
+                .map(|i| Itemset {
+                    items: i.items,
+                    count: i.count,
+                    support: i.support,
+                })
+                .collect(),
+            rules: a.rules.into_iter().map(AssociationRule::from).collect(),
+        }
+    }
+}
+
+/// A product to suggest to a customer, with the rule suggesting it.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Recommendation {
+    /// The item (SKU).
+    pub item: String,
+    /// The rule; its antecedent is within what the customer bought.
+    pub because: AssociationRule,
+}
+
+/// Weights of the visit score's components.
+#[derive(Debug, Clone, Copy, PartialEq, uniffi::Record)]
+pub struct VisitWeights {
+    /// Open deal value (core default 0.4).
+    pub deal_value: f64,
+    /// Time since the last activity (core default 0.3).
+    pub inactivity: f64,
+    /// RFM segment at risk (core default 0.2).
+    pub risk: f64,
+    /// Open cases (core default 0.1).
+    pub cases: f64,
+}
+
+/// Options of the visit plan; absent values take the core defaults (everyone's customers
+/// everywhere, default weights, 90-day inactivity cap, 20 customers, 365-day RFM window).
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct VisitPlanOptions {
+    /// The day of planning, `YYYY-MM-DD`.
+    pub as_of: String,
+    /// Currency for deal values, with rates for deals in other currencies.
+    pub rates: ExchangeRates,
+    /// Only customers this rep owns.
+    #[uniffi(default = None)]
+    pub owner: Option<String>,
+    /// Only customers in this region.
+    #[uniffi(default = None)]
+    pub region: Option<String>,
+    /// Component weights.
+    #[uniffi(default = None)]
+    pub weights: Option<VisitWeights>,
+    /// Days without activity at which the inactivity component is full.
+    #[uniffi(default = None)]
+    pub inactivity_cap_days: Option<u32>,
+    /// Most customers returned.
+    #[uniffi(default = None)]
+    pub limit: Option<u32>,
+    /// Window of the RFM scoring, in days.
+    #[uniffi(default = None)]
+    pub rfm_window_days: Option<u32>,
+}
+
+/// A component of a customer's visit score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum FactorKind {
+    /// Weighted value of open deals.
+    OpenDeals,
+    /// Time since the last activity.
+    Inactivity,
+    /// RFM segment at risk.
+    AtRisk,
+    /// Open service cases.
+    OpenCases,
+}
+
+/// One reason a customer ranks where it does.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct Factor {
+    /// Which component.
+    pub kind: FactorKind,
+    /// Its share of the score (weight × component).
+    pub contribution: f64,
+    /// In words, e.g. "no activity for 45 days".
+    pub detail: String,
+}
+
+/// A customer to visit.
+#[derive(Debug, Clone, PartialEq, uniffi::Record)]
+pub struct VisitCandidate {
+    /// The customer's id.
+    pub customer: String,
+    /// Company or contact.
+    pub record_type: String,
+    /// Its title.
+    pub name: String,
+    /// The score (higher first).
+    pub score: f64,
+    /// Weighted value of its open deals, in major units of the reporting currency.
+    pub open_deal_value: f64,
+    /// Days since its last done activity; absent if it has none.
+    pub days_since_activity: Option<i64>,
+    /// Its RFM segment, if it ordered.
+    pub segment: Option<Segment>,
+    /// Its open cases.
+    pub open_cases: u64,
+    /// The non-zero components, largest first.
+    pub factors: Vec<Factor>,
+}
+
+impl From<an::VisitCandidate> for VisitCandidate {
+    fn from(c: an::VisitCandidate) -> Self {
+        VisitCandidate {
+            customer: c.customer.to_string(),
+            record_type: c.record_type.to_string(),
+            name: c.name,
+            score: c.score,
+            open_deal_value: c.open_deal_value,
+            days_since_activity: c.days_since_activity,
+            segment: c.segment.map(Segment::from),
+            open_cases: c.open_cases,
+            factors: c
+                .factors
+                .into_iter()
+                .map(|f| Factor {
+                    kind: match f.kind {
+                        an::FactorKind::OpenDeals => FactorKind::OpenDeals,
+                        an::FactorKind::Inactivity => FactorKind::Inactivity,
+                        an::FactorKind::AtRisk => FactorKind::AtRisk,
+                        an::FactorKind::OpenCases => FactorKind::OpenCases,
+                    },
+                    contribution: f.contribution,
+                    detail: f.detail,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[uniffi::export]
+impl Engine {
+    /// Monthly revenue from the orders and its forecast (Holt-Winters, or Holt's linear trend
+    /// with too little history for seasons).
+    pub async fn sales_forecast(
+        &self,
+        options: ForecastOptions,
+    ) -> Result<SalesForecast, CrmError> {
+        let engine = self.core()?;
+        let mut params = an::ForecastParams::new(options.rates.try_into()?);
+        if let Some(h) = options.horizon {
+            params.horizon = to_usize(h.into())?;
+        }
+        if let Some(m) = options.season_length {
+            params.season_length = to_usize(m.into())?;
+        }
+        params.smoothing = options.smoothing.map(an::Smoothing::from);
+        params.through = options.through.as_deref().map(parse_date).transpose()?;
+        run_blocking(move || Ok(engine.sales_forecast(&params)?.into())).await
+    }
+
+    /// Frequent product sets and association rules over the orders' lines (products by SKU).
+    #[uniffi::method(default(options = None))]
+    pub async fn product_associations(
+        &self,
+        options: Option<AprioriOptions>,
+    ) -> Result<Associations, CrmError> {
+        let engine = self.core()?;
+        let params = an::AprioriParams::try_from(options.unwrap_or_default())?;
+        run_blocking(move || Ok(engine.product_associations(&params)?.into())).await
+    }
+
+    /// Up to `limit` products to suggest to a customer (contact or company id), from the
+    /// association rules over every order and what the customer already bought.
+    #[uniffi::method(default(options = None))]
+    pub async fn recommend_products(
+        &self,
+        customer: String,
+        limit: u32,
+        options: Option<AprioriOptions>,
+    ) -> Result<Vec<Recommendation>, CrmError> {
+        let engine = self.core()?;
+        let customer = parse_id(&customer)?;
+        let limit = to_usize(limit.into())?;
+        let params = an::AprioriParams::try_from(options.unwrap_or_default())?;
+        run_blocking(move || {
+            let recommendations = engine.recommend_products(customer, &params, limit)?;
+            Ok(recommendations
+                .into_iter()
+                .map(|r| Recommendation {
+                    item: r.item,
+                    because: r.because.into(),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Customers to visit next, best first, with the reasons: open deal value, time since the
+    /// last activity, RFM segment at risk, open cases.
+    pub async fn visit_plan(
+        &self,
+        options: VisitPlanOptions,
+    ) -> Result<Vec<VisitCandidate>, CrmError> {
+        let engine = self.core()?;
+        let mut params =
+            an::VisitPlanParams::new(parse_date(&options.as_of)?, options.rates.try_into()?);
+        params.owner = options.owner;
+        params.region = options.region;
+        if let Some(w) = options.weights {
+            params.weights = an::VisitWeights {
+                deal_value: w.deal_value,
+                inactivity: w.inactivity,
+                risk: w.risk,
+                cases: w.cases,
+            };
+        }
+        if let Some(days) = options.inactivity_cap_days {
+            params.inactivity_cap_days = days;
+        }
+        if let Some(limit) = options.limit {
+            params.limit = to_usize(limit.into())?;
+        }
+        if let Some(days) = options.rfm_window_days {
+            params.rfm_window_days = days;
+        }
+        run_blocking(move || {
+            let plan = engine.visit_plan(&params)?;
+            Ok(plan.into_iter().map(VisitCandidate::from).collect())
+        })
+        .await
     }
 }

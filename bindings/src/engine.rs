@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use automerge::ChangeHash;
 use crmsync::doc::Version;
@@ -11,12 +11,13 @@ use crmsync::{EngineOptions, ImportOptions, Patch, Pipeline, RecordType, StoreOp
 
 use crate::error::CrmError;
 use crate::listener::{Change, ChangeListener, ListenerHandle};
+use crate::net::Network;
 use crate::record::{
     ChangeBatch, Conflict, FieldChange, HistoryEntry, ImportReport, ListQuery, NewRecord, Record,
     core_fields,
 };
 use crate::runtime::run_blocking;
-use crate::value::{FieldDef, FieldOp, FieldValue, Stage, parse_id, to_usize};
+use crate::value::{FieldDef, FieldOp, FieldValue, Schema, Stage, parse_id, to_usize};
 
 /// How to open an engine. Every field has a default.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -64,6 +65,8 @@ pub struct Engine {
     /// `None` once closed.
     inner: RwLock<Option<crmsync::Engine>>,
     listeners: Mutex<Vec<Arc<ListenerHandle>>>,
+    /// Networks enabled on this engine, shut down when it closes.
+    networks: Mutex<Vec<Weak<Network>>>,
 }
 
 impl Engine {
@@ -71,7 +74,26 @@ impl Engine {
         Arc::new(Self {
             inner: RwLock::new(Some(engine)),
             listeners: Mutex::new(Vec::new()),
+            networks: Mutex::new(Vec::new()),
         })
+    }
+
+    fn networks(&self) -> MutexGuard<'_, Vec<Weak<Network>>> {
+        self.networks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps a network enabled on this engine, to shut it down when the engine closes (at
+    /// once, if it closed meanwhile).
+    pub(crate) fn adopt_network(&self, network: &Arc<Network>) {
+        {
+            let mut networks = self.networks();
+            if !self.is_closed() {
+                networks.retain(|n| n.strong_count() > 0);
+                networks.push(Arc::downgrade(network));
+                return;
+            }
+        }
+        network.shutdown_now(true);
     }
 
     /// The core engine (a cheap clone), or `Closed`.
@@ -138,8 +160,8 @@ impl Engine {
         )?))
     }
 
-    /// Closes the database now: stops the listeners and releases the file, so it can be opened
-    /// again. `async` calls still running keep it open until they return. Every later call
+    /// Closes the database now: stops the listeners, shuts down the networks enabled on it
+    /// and releases the file, so it can be opened again. `async` calls still running keep it open until they return. Every later call
     /// fails with `Closed`; closing twice is fine. (Not `close`: Kotlin handles have a
     /// `close()` of their own, which frees the handle; the database closes when the last
     /// handle is freed, or here.)
@@ -147,13 +169,17 @@ impl Engine {
         // Under the listeners' lock, so a concurrent `register_listener` either ends before
         // (and is stopped here) or sees the engine closed. The listeners are stopped after the
         // lock is released: stopping waits for a call in progress, which may call the engine.
-        let stopping: Vec<_> = {
+        let (stopping, networks): (Vec<_>, Vec<_>) = {
             let mut listeners = self.listeners();
+            let mut networks = self.networks();
             *self.inner.write().unwrap_or_else(|p| p.into_inner()) = None;
-            listeners.drain(..).collect()
+            (listeners.drain(..).collect(), networks.drain(..).collect())
         };
         for listener in stopping {
             listener.unregister();
+        }
+        for network in networks.iter().filter_map(Weak::upgrade) {
+            network.shutdown_now(true);
         }
     }
 
@@ -283,6 +309,11 @@ impl Engine {
         let fields: BTreeMap<String, crmsync::FieldDef> =
             fields.into_iter().map(|(k, v)| (k, v.into())).collect();
         Ok(self.core()?.define_type(&name, fields)?.to_string())
+    }
+
+    /// Every record type with its fields (built-in and custom) and the deal pipeline.
+    pub fn schema(&self) -> Result<Schema, CrmError> {
+        Ok(self.core()?.schema().into())
     }
 
     /// The deal pipeline's stages, in order.

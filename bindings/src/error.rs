@@ -6,8 +6,11 @@
 
 use crmsync::Error;
 use crmsync::analytics::AnalyticsError;
+use crmsync::net::NetError;
 use crmsync::search::SearchError;
+use crmsync::sync::SyncError;
 
+use crate::net::Refusal;
 use crate::record::RowError;
 
 /// Everything a call can fail with. Kotlin sees `CrmException`, Swift `CrmError`, Python
@@ -135,6 +138,111 @@ pub enum CrmError {
         /// What failed.
         detail: String,
     },
+    /// This device has no credential: `join` with one (or `init_admin` on the admin's device)
+    /// before going online.
+    #[error("{detail}")]
+    NotJoined {
+        /// The core's message.
+        detail: String,
+    },
+    /// This device already holds a credential (`init_admin` twice, or on a member).
+    #[error("{detail}")]
+    AlreadyJoined {
+        /// The core's message.
+        detail: String,
+    },
+    /// Only the workspace admin's device may invite or revoke devices.
+    #[error("{detail}")]
+    NotAdmin {
+        /// The core's message.
+        detail: String,
+    },
+    /// A credential's text does not parse or verify, has expired, or was signed by another
+    /// admin than this device's workspace.
+    #[error("{detail}")]
+    InvalidCredential {
+        /// The core's message.
+        detail: String,
+    },
+    /// The credential is for another workspace than the database's: open the engine with
+    /// `OpenOptions.workspace_id` set to the credential's workspace (see `credential_info`).
+    #[error("{detail}")]
+    WrongWorkspace {
+        /// The credential's workspace id.
+        credential_workspace: String,
+        /// The database's workspace id.
+        store_workspace: String,
+        /// The core's message.
+        detail: String,
+    },
+    /// The credential was issued to another device.
+    #[error("{detail}")]
+    NotForThisDevice {
+        /// The node id it was issued to.
+        issued_to: String,
+        /// This device's node id.
+        this_device: String,
+        /// The core's message.
+        detail: String,
+    },
+    /// This device refused the peer: its membership check failed. Nothing was exchanged.
+    #[error("{detail}")]
+    PeerRefused {
+        /// Why.
+        reason: Refusal,
+        /// The core's message.
+        detail: String,
+    },
+    /// The peer refused this device (e.g. its credential expired or was revoked). Nothing was
+    /// exchanged.
+    #[error("{detail}")]
+    RefusedByPeer {
+        /// Why.
+        reason: Refusal,
+        /// The core's message.
+        detail: String,
+    },
+    /// The membership handshake broke (a malformed or oversized frame).
+    #[error("{detail}")]
+    Handshake {
+        /// The core's message.
+        detail: String,
+    },
+    /// Networking could not start (e.g. the bind address is in use).
+    #[error("{detail}")]
+    Bind {
+        /// The core's message.
+        detail: String,
+    },
+    /// No connection to the peer could be made.
+    #[error("{detail}")]
+    Connect {
+        /// The peer's node id.
+        peer: String,
+        /// Why.
+        reason: String,
+        /// The core's message.
+        detail: String,
+    },
+    /// The connection failed mid-session; the next session resumes where this one stopped.
+    #[error("{detail}")]
+    Connection {
+        /// The core's message.
+        detail: String,
+    },
+    /// The network was shut down; enable it again.
+    #[error("{detail}")]
+    NetworkClosed {
+        /// What to do.
+        detail: String,
+    },
+    /// A sync session failed (protocol, version or workspace mismatch, timeout, the peer
+    /// aborted). Batches applied before stay; the next session resumes.
+    #[error("{detail}")]
+    Sync {
+        /// The core's message.
+        detail: String,
+    },
 }
 
 impl CrmError {
@@ -221,9 +329,73 @@ impl From<AnalyticsError> for CrmError {
     }
 }
 
-/// A foreign [`crate::ChangeListener`] threw: it is reported as `Internal` and logged.
+impl From<NetError> for CrmError {
+    fn from(e: NetError) -> Self {
+        let detail = e.to_string();
+        match e {
+            NetError::NotJoined => CrmError::NotJoined { detail },
+            NetError::AlreadyJoined => CrmError::AlreadyJoined { detail },
+            NetError::NotAdmin => CrmError::NotAdmin { detail },
+            NetError::InvalidCredential(_) => CrmError::InvalidCredential { detail },
+            NetError::WrongWorkspace { credential, store } => CrmError::WrongWorkspace {
+                credential_workspace: credential.to_string(),
+                store_workspace: store.to_string(),
+                detail,
+            },
+            NetError::NotForThisDevice {
+                issued_to,
+                this_device,
+            } => CrmError::NotForThisDevice {
+                issued_to,
+                this_device,
+                detail,
+            },
+            NetError::PeerRefused(reason) => CrmError::PeerRefused {
+                reason: reason.into(),
+                detail,
+            },
+            NetError::RefusedByPeer(reason) => CrmError::RefusedByPeer {
+                reason: reason.into(),
+                detail,
+            },
+            NetError::Handshake(_) => CrmError::Handshake { detail },
+            NetError::Bind(_) => CrmError::Bind { detail },
+            NetError::Connect { peer, reason } => CrmError::Connect {
+                peer,
+                reason,
+                detail,
+            },
+            NetError::Connection(_) => CrmError::Connection { detail },
+            NetError::Closed => CrmError::NetworkClosed {
+                detail: format!("{detail}; enable it again"),
+            },
+            NetError::Sync(e) => e.into(),
+            NetError::Store(e) => e.into(),
+            // `NetError` is non-exhaustive: a variant added later still arrives with its message.
+            _ => CrmError::Internal { detail },
+        }
+    }
+}
+
+impl From<SyncError> for CrmError {
+    fn from(e: SyncError) -> Self {
+        match e {
+            // The store refused received changes (or failed): the store's own variant.
+            SyncError::Store(e) => CrmError::from(*e),
+            SyncError::Io(e) => CrmError::Connection {
+                detail: e.to_string(),
+            },
+            other => CrmError::Sync {
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+/// A foreign [`crate::ChangeListener`] or [`crate::NetStatusListener`] threw: it is reported
+/// as `Internal` and logged.
 impl From<uniffi::UnexpectedUniFFICallbackError> for CrmError {
     fn from(e: uniffi::UnexpectedUniFFICallbackError) -> Self {
-        CrmError::internal(format!("change listener failed: {}", e.reason))
+        CrmError::internal(format!("listener failed: {}", e.reason))
     }
 }

@@ -13,6 +13,10 @@
 //! - [`CrmError`]: the one error type; every core error maps to one variant with its message.
 //! - [`ChangeListener`]: a foreign callback told which records changed (local writes and
 //!   merges), on a thread of its own, until [`ListenerHandle::unregister`].
+//! - Membership on [`Engine`] (`node_id`, `init_admin`, `invite_device`, `join`, `revoke`,
+//!   `credential`; [`credential_info`] reads a credential's text) and [`Network`], the
+//!   peer-to-peer sync handle `Engine::enable_network` returns: `sync_with` a peer's
+//!   [`PeerAddr`], background mode, [`NetStatus`] and a [`NetStatusListener`].
 //!
 //! ```
 //! use std::collections::HashMap;
@@ -34,25 +38,35 @@ mod analytics;
 mod engine;
 mod error;
 mod listener;
+mod net;
 mod record;
 mod runtime;
 mod search;
 mod value;
 
 pub use analytics::{
-    CltvOptions, CltvRow, ExchangeRates, FunnelReport, FunnelStage, GroupTotals, PipelineOptions,
-    PipelineReport, RepeatCustomer, RfmOptions, RfmRow, Segment, ServiceOptions, ServiceStats,
-    Totals,
+    AprioriOptions, AssociationRule, Associations, CltvOptions, CltvRow, ExchangeRates, Factor,
+    FactorKind, ForecastMethod, ForecastModel, ForecastOptions, FunnelReport, FunnelStage,
+    GroupTotals, Itemset, MonthValue, PipelineOptions, PipelineReport, Recommendation,
+    RepeatCustomer, RfmOptions, RfmRow, SalesForecast, Segment, ServiceOptions, ServiceStats,
+    Smoothing, Totals, VisitCandidate, VisitPlanOptions, VisitWeights,
 };
 pub use engine::{Engine, OpenOptions};
 pub use error::CrmError;
 pub use listener::{Change, ChangeKind, ChangeListener, ListenerHandle};
+pub use net::{
+    CredentialInfo, NetStatus, NetStatusListener, Network, NetworkOptions, PeerAddr, PeerStatus,
+    ReconcileMode, Refusal, Role, SyncReport, credential_info,
+};
 pub use record::{
     ChangeBatch, Conflict, FieldChange, Filter, FilterOp, HistoryEntry, ImportReport, ListQuery,
     NewRecord, Record, RowError, Sort, SortOrder,
 };
 pub use search::{DateRange, Highlight, SearchFilters, SearchHit, SearchResults, Snippet};
-pub use value::{FieldDef, FieldKind, FieldOp, FieldValue, Money, OrderLine, Stage};
+pub use value::{
+    FieldDef, FieldKind, FieldOp, FieldValue, Money, OrderLine, Schema, SchemaField, SchemaType,
+    Stage,
+};
 
 /// The core crate, for Rust code that wants both.
 pub use crmsync;

@@ -17,7 +17,7 @@ use crate::error::CrmError;
 
 /// How often an idle delivery thread checks whether it was unregistered. It does not delay
 /// `unregister` (which takes effect at once); it only bounds how long a stopped thread lingers.
-const IDLE_CHECK: Duration = Duration::from_millis(250);
+pub(crate) const IDLE_CHECK: Duration = Duration::from_millis(250);
 
 /// What happened to a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
@@ -74,7 +74,8 @@ pub trait ChangeListener: Send + Sync {
     fn on_change(&self, changes: Vec<Change>) -> Result<(), CrmError>;
 }
 
-/// A registered [`ChangeListener`]; [`ListenerHandle::unregister`] stops it. Dropping the
+/// A registered [`ChangeListener`] (or [`crate::NetStatusListener`]);
+/// [`ListenerHandle::unregister`] stops it. Dropping the
 /// handle does not (Kotlin and Swift may drop it late or early): unregister explicitly, or close
 /// the engine.
 #[derive(Debug, uniffi::Object)]
@@ -84,8 +85,9 @@ pub struct ListenerHandle {
     thread: ThreadId,
 }
 
+/// The state a delivery thread shares with its handle.
 #[derive(Debug, Default)]
-struct Shared {
+pub(crate) struct Shared {
     /// Set once unregistered.
     stopped: AtomicBool,
     /// Held by the delivery thread while the listener runs, so `unregister` can wait for a call
@@ -94,11 +96,13 @@ struct Shared {
 }
 
 impl Shared {
-    fn stopped(&self) -> bool {
+    /// Whether the listener was unregistered.
+    pub(crate) fn stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
     }
 
-    fn gate(&self) -> MutexGuard<'_, ()> {
+    /// Held while the listener runs; check [`Shared::stopped`] again once it is held.
+    pub(crate) fn gate(&self) -> MutexGuard<'_, ()> {
         // A unit cannot be left inconsistent by a panic.
         self.gate.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -110,11 +114,22 @@ impl ListenerHandle {
         subscription: Subscription,
         listener: Box<dyn ChangeListener>,
     ) -> Result<Self, CrmError> {
+        Self::spawn("crmsync-listener", move |shared| {
+            deliver(&subscription, listener.as_ref(), shared)
+        })
+    }
+
+    /// Runs `deliver` on a thread of its own; it returns once [`Shared::stopped`] is set (or
+    /// its source is gone), and holds [`Shared::gate`] around every call of the listener.
+    pub(crate) fn spawn(
+        name: &str,
+        deliver: impl FnOnce(&Shared) + Send + 'static,
+    ) -> Result<Self, CrmError> {
         let shared = Arc::new(Shared::default());
         let for_thread = shared.clone();
         let thread = thread::Builder::new()
-            .name("crmsync-listener".into())
-            .spawn(move || deliver(&subscription, listener.as_ref(), &for_thread))
+            .name(name.into())
+            .spawn(move || deliver(&for_thread))
             .map_err(|e| CrmError::internal(format!("cannot start a listener thread: {e}")))?;
         Ok(Self {
             shared,

@@ -5,6 +5,7 @@
 //! (millisecond precision, UTC), dates as `YYYY-MM-DD` strings, money as integer minor units and
 //! an ISO 4217 code.
 
+use std::collections::HashMap;
 use std::time::SystemTime;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -449,6 +450,97 @@ impl From<crmsync::Stage> for Stage {
             probability: s.probability,
             closed: s.closed,
             won: s.won,
+        }
+    }
+}
+
+impl From<crmsync::FieldKind> for FieldKind {
+    fn from(k: crmsync::FieldKind) -> Self {
+        use crmsync::FieldKind as K;
+        let names = |types: Vec<RecordType>| types.iter().map(ToString::to_string).collect();
+        match k {
+            K::Text => FieldKind::Text,
+            K::LongText => FieldKind::LongText,
+            K::Int { min, max } => FieldKind::Int { min, max },
+            K::Money => FieldKind::Money,
+            K::Bool => FieldKind::Bool,
+            K::Timestamp => FieldKind::Timestamp,
+            K::Date => FieldKind::Date,
+            K::Enum(values) => FieldKind::Enum { values },
+            K::List => FieldKind::Strings,
+            K::Emails => FieldKind::Emails,
+            K::Link(types) => FieldKind::Link {
+                types: names(types),
+            },
+            K::Links(types) => FieldKind::Links {
+                types: names(types),
+            },
+            K::Lines => FieldKind::Lines,
+        }
+    }
+}
+
+/// A declared field, as the schema has it.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SchemaField {
+    /// Kind of value the field holds.
+    pub kind: FieldKind,
+    /// Whether a record must have the field.
+    pub required: bool,
+    /// Whether the app declared it (false for built-in fields).
+    pub custom: bool,
+}
+
+/// The declared fields of one record type.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SchemaType {
+    /// Fields by name.
+    pub fields: HashMap<String, SchemaField>,
+    /// Groups of fields of which at least one must be present (contact: first or last name).
+    pub one_of: Vec<Vec<String>>,
+}
+
+/// Every record type of the workspace with its fields (built-in and custom), and the deal
+/// pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Schema {
+    /// Record types by name.
+    pub types: HashMap<String, SchemaType>,
+    /// The deal pipeline's stages, in order.
+    pub pipeline: Vec<Stage>,
+}
+
+impl From<crmsync::Schema> for Schema {
+    fn from(s: crmsync::Schema) -> Self {
+        let types = s
+            .record_types()
+            .filter_map(|t| {
+                let def = s.type_def(t)?;
+                let fields = def
+                    .fields
+                    .iter()
+                    .map(|(name, f)| {
+                        let field = SchemaField {
+                            kind: f.kind.clone().into(),
+                            required: f.required,
+                            custom: f.custom,
+                        };
+                        (name.clone(), field)
+                    })
+                    .collect();
+                let one_of = def.one_of.clone();
+                Some((t.to_string(), SchemaType { fields, one_of }))
+            })
+            .collect();
+        Schema {
+            types,
+            pipeline: s
+                .pipeline()
+                .stages
+                .iter()
+                .cloned()
+                .map(Stage::from)
+                .collect(),
         }
     }
 }

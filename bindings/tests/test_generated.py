@@ -56,8 +56,33 @@ ENGINE_METHODS = {
     "rfm": True,
     "lifetime_values": True,
     "service_stats": True,
+    "sales_forecast": True,
+    "product_associations": True,
+    "recommend_products": True,
+    "visit_plan": True,
+    "schema": False,
+    "node_id": False,
+    "init_admin": False,
+    "invite_device": False,
+    "join": False,
+    "revoke": False,
+    "credential": False,
+    "enable_network": True,
+}
+NETWORK_METHODS = {
+    "node_id": False,
+    "addr": False,
+    "add_peer": False,
+    "sync_with": True,
+    "start_background": False,
+    "stop_background": False,
+    "status": False,
+    "register_status_listener": False,
+    "shutdown": True,
+    "is_shut_down": False,
 }
 LISTENER_HANDLE_METHODS = ["unregister", "is_active"]
+FUNCTIONS = ["credential_info"]
 
 RECORDS = [
     "Record", "NewRecord", "Money", "OrderLine", "FieldDef", "Stage", "HistoryEntry",
@@ -65,7 +90,11 @@ RECORDS = [
     "ChangeBatch", "Change", "OpenOptions", "DateRange", "SearchFilters", "Highlight", "Snippet",
     "SearchHit", "SearchResults", "ExchangeRates", "PipelineOptions", "Totals", "GroupTotals",
     "PipelineReport", "FunnelStage", "FunnelReport", "RfmOptions", "RfmRow", "CltvOptions",
-    "CltvRow", "ServiceOptions", "RepeatCustomer", "ServiceStats",
+    "CltvRow", "ServiceOptions", "RepeatCustomer", "ServiceStats", "Smoothing", "ForecastOptions",
+    "ForecastModel", "MonthValue", "SalesForecast", "AprioriOptions", "Itemset", "AssociationRule",
+    "Associations", "Recommendation", "VisitWeights", "VisitPlanOptions", "Factor",
+    "VisitCandidate", "SchemaField", "SchemaType", "Schema", "CredentialInfo", "NetworkOptions",
+    "PeerAddr", "SyncReport", "PeerStatus", "NetStatus",
 ]
 ENUMS = {
     "FieldValue": ["Text", "LongText", "Int", "Money", "Bool", "Timestamp", "Date", "Enum",
@@ -77,10 +106,19 @@ ENUMS = {
     "SortOrder": ["Asc", "Desc"],
     "ChangeKind": ["Created", "Updated", "Deleted", "Restored", "Merged"],
     "Segment": ["ImportantKeep", "ImportantDevelop", "ImportantRetain", "General", "Churned"],
+    "ForecastMethod": ["HoltWinters", "Holt"],
+    "FactorKind": ["OpenDeals", "Inactivity", "AtRisk", "OpenCases"],
+    "Role": ["Admin", "Member", "ReadOnly"],
+    "Refusal": ["NoCredential", "OtherWorkspace", "UnknownAdmin", "BadSignature", "NodeMismatch",
+                "Expired", "Revoked", "Other"],
+    "ReconcileMode": ["Cursor", "Ranges"],
 }
 ERROR_VARIANTS = [
     "Validation", "Schema", "NotFound", "AlreadyExists", "Deleted", "Query", "Search", "Store",
     "Document", "TypeMismatch", "Import", "Io", "Analytics", "InvalidInput", "Closed", "Internal",
+    "NotJoined", "AlreadyJoined", "NotAdmin", "InvalidCredential", "WrongWorkspace",
+    "NotForThisDevice", "PeerRefused", "RefusedByPeer", "Handshake", "Bind", "Connect",
+    "Connection", "NetworkClosed", "Sync",
 ]
 
 
@@ -129,6 +167,13 @@ def test_kotlin_declares_every_object_method_and_type(kotlin):
         assert re.search(rf"fun `{camel(name)}`\([^)]*\): Engine", kotlin), name
     missing = [n for n, a in ENGINE_METHODS.items() if not kotlin_fun(kotlin, n, a)]
     assert missing == []
+    assert re.search(r"open class Network\b.*NetworkInterface", kotlin)
+    missing = [n for n, a in NETWORK_METHODS.items() if not kotlin_fun(kotlin, n, a)]
+    assert missing == []
+    assert "public interface NetStatusListener" in kotlin
+    assert re.search(r"fun `onStatus`\(`status`: NetStatus\)", kotlin)
+    for name in FUNCTIONS:
+        assert re.search(rf"@Throws\(CrmException::class\) fun `{camel(name)}`\(", kotlin), name
     for name in LISTENER_HANDLE_METHODS:
         assert kotlin_fun(kotlin, name, False), name
     for name in RECORDS:
@@ -157,6 +202,13 @@ def test_swift_declares_every_object_method_and_type(swift):
         assert re.search(rf"public static func `?{camel(name)}`?\([^)]*\)\s*throws\s*-> Engine", swift), name
     missing = [n for n, a in ENGINE_METHODS.items() if not swift_func(swift, n, a)]
     assert missing == []
+    assert re.search(r"open class Network: NetworkProtocol", swift)
+    missing = [n for n, a in NETWORK_METHODS.items() if not swift_func(swift, n, a)]
+    assert missing == []
+    assert re.search(r"public protocol NetStatusListener\b", swift)
+    assert re.search(r"func onStatus\(status: NetStatus\) throws", swift)
+    for name in FUNCTIONS:
+        assert re.search(rf"public func {camel(name)}\([^)]*\)\s*throws\s*->", swift), name
     for name in LISTENER_HANDLE_METHODS:
         assert swift_func(swift, name, False), name
     for name in RECORDS:
@@ -177,6 +229,7 @@ def test_every_python_method_exists_in_kotlin_and_swift(kotlin, swift):
 
     for cls, contract in [
         (crmsync.Engine, set(ENGINE_METHODS) | set(ENGINE_CONSTRUCTORS)),
+        (crmsync.Network, set(NETWORK_METHODS)),
         (crmsync.ListenerHandle, set(LISTENER_HANDLE_METHODS)),
     ]:
         python = {
@@ -186,3 +239,5 @@ def test_every_python_method_exists_in_kotlin_and_swift(kotlin, swift):
         for name in python:
             assert re.search(rf"fun `{camel(name)}`\(", kotlin), (cls, name)
             assert re.search(rf"func `?{camel(name)}`?\(", swift), (cls, name)
+    for name in FUNCTIONS:
+        assert callable(getattr(crmsync, name)), name

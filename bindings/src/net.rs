@@ -1,0 +1,627 @@
+//! Workspace membership and peer-to-peer sync: the [`Network`] handle over
+//! [`crmsync::net::Network`], its records, and the status listener.
+//!
+//! Membership calls are short store writes and run on the caller's thread. The network's
+//! calls that wait on peers (`enable_network`, `sync_with`, `shutdown`) are `async` and run as
+//! tasks of the bindings' tokio runtime, where iroh and background mode live.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime};
+
+use crmsync::net::{self as core_net, EndpointAddr, NetOptions, PublicKey, RelayUrl};
+use tokio::sync::watch;
+
+use crate::engine::Engine;
+use crate::error::CrmError;
+use crate::listener::{IDLE_CHECK, ListenerHandle, Shared};
+use crate::runtime::{run_async, runtime};
+use crate::value::{to_instant, to_utc};
+
+/// What a device may do in a workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum Role {
+    /// Invites and revokes devices; syncs like a member.
+    Admin,
+    /// Sends and receives changes.
+    Member,
+    /// Receives changes; peers refuse its own.
+    ReadOnly,
+}
+
+impl From<Role> for core_net::Role {
+    fn from(r: Role) -> Self {
+        match r {
+            Role::Admin => core_net::Role::Admin,
+            Role::Member => core_net::Role::Member,
+            Role::ReadOnly => core_net::Role::ReadOnly,
+        }
+    }
+}
+
+impl From<core_net::Role> for Role {
+    fn from(r: core_net::Role) -> Self {
+        match r {
+            core_net::Role::Admin => Role::Admin,
+            core_net::Role::Member => Role::Member,
+            core_net::Role::ReadOnly => Role::ReadOnly,
+        }
+    }
+}
+
+/// What a credential says (read from its text with [`credential_info`], or this device's own
+/// from `Engine.credential`).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct CredentialInfo {
+    /// The workspace it grants membership of (a UUID): a new device opens its engine with
+    /// this workspace id before joining.
+    pub workspace_id: String,
+    /// The node id of the device it was issued to.
+    pub device: String,
+    /// The node id (public key) of the workspace admin that signed it.
+    pub admin: String,
+    /// The role it grants.
+    pub role: Role,
+    /// When it stops being valid; absent: never.
+    pub expires_at: Option<SystemTime>,
+}
+
+impl From<&core_net::Credential> for CredentialInfo {
+    fn from(c: &core_net::Credential) -> Self {
+        CredentialInfo {
+            workspace_id: c.workspace().to_string(),
+            device: c.device().to_string(),
+            admin: c.admin().to_string(),
+            role: c.role().into(),
+            expires_at: c.expires_at().map(to_instant),
+        }
+    }
+}
+
+/// Reads a credential's text (as `Engine.invite_device` returns it): its workspace, device,
+/// role and expiry. A new device opens its engine with `workspace_id` set to the credential's
+/// workspace, then calls `join`. Fails with `InvalidCredential` if the text does not parse.
+#[uniffi::export]
+pub fn credential_info(credential: String) -> Result<CredentialInfo, CrmError> {
+    let credential = core_net::Credential::from_str(&credential)?;
+    Ok(CredentialInfo::from(&credential))
+}
+
+/// Why a peer was refused. Each reason is checked before any record moves.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
+pub enum Refusal {
+    /// The device has no credential (it never joined a workspace).
+    NoCredential,
+    /// The credential is for another workspace.
+    OtherWorkspace {
+        /// The refusing side's workspace id.
+        ours: String,
+        /// The credential's.
+        theirs: String,
+    },
+    /// The credential was signed by a key that is not this workspace's admin.
+    UnknownAdmin,
+    /// The credential's signature does not verify (forged or altered).
+    BadSignature,
+    /// The credential was issued to another node than the one that presented it.
+    NodeMismatch {
+        /// The node id in the credential.
+        issued_to: String,
+        /// The node id the connection authenticated.
+        connected: String,
+    },
+    /// The credential has expired.
+    Expired {
+        /// When.
+        expired_at: SystemTime,
+    },
+    /// The workspace admin revoked the device.
+    Revoked,
+    /// A reason this version of the bindings does not know.
+    Other {
+        /// The core's message.
+        detail: String,
+    },
+}
+
+impl From<core_net::Refusal> for Refusal {
+    fn from(r: core_net::Refusal) -> Self {
+        use core_net::Refusal as R;
+        match r {
+            R::NoCredential => Refusal::NoCredential,
+            R::OtherWorkspace { ours, theirs } => Refusal::OtherWorkspace {
+                ours: ours.to_string(),
+                theirs: theirs.to_string(),
+            },
+            R::UnknownAdmin => Refusal::UnknownAdmin,
+            R::BadSignature => Refusal::BadSignature,
+            R::NodeMismatch {
+                issued_to,
+                connected,
+            } => Refusal::NodeMismatch {
+                issued_to,
+                connected,
+            },
+            R::Expired { expired_at } => Refusal::Expired {
+                expired_at: to_instant(expired_at),
+            },
+            R::Revoked => Refusal::Revoked,
+            // `Refusal` is non-exhaustive: a reason added later still arrives with its message.
+            other => Refusal::Other {
+                detail: other.to_string(),
+            },
+        }
+    }
+}
+
+/// How the network runs. Every field has a default: all interfaces on a random port, no relay,
+/// the core's intervals.
+#[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
+pub struct NetworkOptions {
+    /// Bind 127.0.0.1 on a random port (nothing leaves the machine: tests, previews) instead of
+    /// `0.0.0.0:0`. `bind_addr`, when given, wins.
+    #[uniffi(default = false)]
+    pub loopback: bool,
+    /// Local UDP address to bind, `ip:port` (absent: `0.0.0.0:0`, or `127.0.0.1:0` with
+    /// `loopback`).
+    #[uniffi(default = None)]
+    pub bind_addr: Option<String>,
+    /// A relay server (e.g. the team's self-hosted one) to reach peers behind NATs and be
+    /// reached through. Absent: direct addresses only; public relays are never used.
+    #[uniffi(default = None)]
+    pub relay_url: Option<String>,
+    /// Background mode: sync each known peer at least this often, in milliseconds (core
+    /// default 30 s). Local changes are pushed at once.
+    #[uniffi(default = None)]
+    pub poll_interval_ms: Option<u64>,
+    /// Background mode: the first wait after a failed attempt, doubled per failure, in
+    /// milliseconds (core default 500 ms).
+    #[uniffi(default = None)]
+    pub backoff_min_ms: Option<u64>,
+    /// Background mode: the longest wait between attempts, in milliseconds (core default
+    /// 60 s).
+    #[uniffi(default = None)]
+    pub backoff_max_ms: Option<u64>,
+    /// How long to wait for a connection to a peer, in milliseconds (core default 10 s).
+    #[uniffi(default = None)]
+    pub connect_timeout_ms: Option<u64>,
+}
+
+impl TryFrom<NetworkOptions> for NetOptions {
+    type Error = CrmError;
+    fn try_from(o: NetworkOptions) -> Result<Self, CrmError> {
+        let mut options = if o.loopback {
+            NetOptions::loopback()
+        } else {
+            NetOptions::default()
+        };
+        if let Some(addr) = o.bind_addr {
+            options.bind_addr = parse_socket_addr(&addr)?;
+        }
+        options.relay_url = o.relay_url.as_deref().map(parse_relay_url).transpose()?;
+        let ms = Duration::from_millis;
+        if let Some(t) = o.poll_interval_ms {
+            options.poll_interval = ms(t);
+        }
+        if let Some(t) = o.backoff_min_ms {
+            options.backoff_min = ms(t);
+        }
+        if let Some(t) = o.backoff_max_ms {
+            options.backoff_max = ms(t);
+        }
+        if let Some(t) = o.connect_timeout_ms {
+            options.connect_timeout = ms(t);
+        }
+        Ok(options)
+    }
+}
+
+/// How to reach a device: what [`Network::addr`] returns on one device and
+/// [`Network::sync_with`] / [`Network::add_peer`] take on another (e.g. through a QR code).
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PeerAddr {
+    /// The device's node id.
+    pub node_id: String,
+    /// Its direct UDP addresses, `ip:port`.
+    #[uniffi(default)]
+    pub addrs: Vec<String>,
+    /// A relay it can be reached through.
+    #[uniffi(default = None)]
+    pub relay_url: Option<String>,
+}
+
+impl From<EndpointAddr> for PeerAddr {
+    fn from(a: EndpointAddr) -> Self {
+        PeerAddr {
+            node_id: a.id.to_string(),
+            addrs: a.ip_addrs().map(ToString::to_string).collect(),
+            relay_url: a.relay_urls().next().map(ToString::to_string),
+        }
+    }
+}
+
+impl TryFrom<PeerAddr> for EndpointAddr {
+    type Error = CrmError;
+    fn try_from(a: PeerAddr) -> Result<Self, CrmError> {
+        let mut addrs = a
+            .addrs
+            .iter()
+            .map(|s| parse_socket_addr(s).map(core_net::TransportAddr::Ip))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(url) = &a.relay_url {
+            addrs.push(core_net::TransportAddr::Relay(parse_relay_url(url)?));
+        }
+        Ok(EndpointAddr::from_parts(parse_node_id(&a.node_id)?, addrs))
+    }
+}
+
+/// Parses a node id (as `node_id()` shows it).
+fn parse_node_id(id: &str) -> Result<PublicKey, CrmError> {
+    PublicKey::from_str(id.trim())
+        .map_err(|e| CrmError::input(format!("'{id}' is not a node id: {e}")))
+}
+
+fn parse_socket_addr(addr: &str) -> Result<SocketAddr, CrmError> {
+    addr.trim().parse().map_err(|_| {
+        CrmError::input(format!(
+            "'{addr}' is not a socket address such as 127.0.0.1:4433"
+        ))
+    })
+}
+
+fn parse_relay_url(url: &str) -> Result<RelayUrl, CrmError> {
+    url.trim()
+        .parse()
+        .map_err(|e| CrmError::input(format!("'{url}' is not a relay URL: {e}")))
+}
+
+/// How the differing records of a session were found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
+pub enum ReconcileMode {
+    /// From both sides' cursors (the peers synced to completion before).
+    Cursor,
+    /// By range-based set reconciliation (a new pairing, or a cursor was missing).
+    Ranges,
+}
+
+/// What one sync session did.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct SyncReport {
+    /// The peer's replica (device) id, hex.
+    pub peer: String,
+    /// How differences were found.
+    pub mode: ReconcileMode,
+    /// Records whose state differed.
+    pub differing: u64,
+    /// Records this side sent changes for.
+    pub records_sent: u64,
+    /// Records whose received changes changed something here.
+    pub records_received: u64,
+    /// Bytes written, framing included.
+    pub bytes_sent: u64,
+    /// Bytes read, framing included.
+    pub bytes_received: u64,
+    /// Request/response rounds, hello included.
+    pub round_trips: u32,
+    /// Wall time of the session.
+    pub duration: Duration,
+}
+
+impl From<crmsync::sync::SyncReport> for SyncReport {
+    fn from(r: crmsync::sync::SyncReport) -> Self {
+        SyncReport {
+            peer: r.peer.to_string(),
+            mode: match r.mode {
+                crmsync::sync::ReconcileMode::Cursor => ReconcileMode::Cursor,
+                crmsync::sync::ReconcileMode::Ranges => ReconcileMode::Ranges,
+            },
+            differing: r.differing as u64,
+            records_sent: r.records_sent as u64,
+            records_received: r.records_received as u64,
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+            round_trips: r.round_trips,
+            duration: r.duration,
+        }
+    }
+}
+
+/// What the network knows of one peer.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct PeerStatus {
+    /// The peer's node id.
+    pub node_id: String,
+    /// Whether a connection to it is open.
+    pub connected: bool,
+    /// When the last session with it completed.
+    pub last_sync: Option<SystemTime>,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// Local writes not yet delivered to it, as of the last completed session (all of them
+    /// before the first).
+    pub pending_changes: u64,
+}
+
+/// The network's state.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct NetStatus {
+    /// Known peers, by node id.
+    pub peers: Vec<PeerStatus>,
+    /// Whether background mode runs.
+    pub background: bool,
+}
+
+impl From<core_net::NetStatus> for NetStatus {
+    fn from(s: core_net::NetStatus) -> Self {
+        NetStatus {
+            peers: s
+                .peers
+                .into_iter()
+                .map(|p| PeerStatus {
+                    node_id: p.node_id.to_string(),
+                    connected: p.connected,
+                    last_sync: p.last_sync.map(to_instant),
+                    last_error: p.last_error,
+                    pending_changes: p.pending_changes,
+                })
+                .collect(),
+            background: s.background,
+        }
+    }
+}
+
+/// Implemented by the app to follow the network's status (peers, last sync, errors, pending
+/// changes, background mode), e.g. for a sync indicator. Called on a background thread after
+/// every change of the status; switch to the UI thread before touching views. An exception
+/// thrown here is logged and does not stop later calls.
+#[uniffi::export(callback_interface)]
+pub trait NetStatusListener: Send + Sync {
+    /// The status changed.
+    fn on_status(&self, status: NetStatus) -> Result<(), CrmError>;
+}
+
+/// Hands every new status of `status` to `listener` until unregistered or the network is gone.
+fn deliver_status(
+    mut status: watch::Receiver<core_net::NetStatus>,
+    listener: &dyn NetStatusListener,
+    shared: &Shared,
+) {
+    let Ok(runtime) = runtime() else { return };
+    while !shared.stopped() {
+        // The timer is created inside the runtime's context (this thread has none).
+        let changed =
+            runtime.block_on(async { tokio::time::timeout(IDLE_CHECK, status.changed()).await });
+        match changed {
+            Err(_idle) => continue,
+            Ok(Err(_gone)) => return,
+            Ok(Ok(())) => {}
+        }
+        let current = NetStatus::from(status.borrow_and_update().clone());
+        let _gate = shared.gate();
+        if shared.stopped() {
+            return;
+        }
+        if let Err(e) = listener.on_status(current) {
+            tracing::warn!("crmsync status listener failed: {e}");
+        }
+    }
+}
+
+/// This device on the network: syncs with peers on demand ([`Network::sync_with`]) or in
+/// background mode, and accepts sessions from members of the workspace while it runs.
+/// [`Network::shutdown`] (or closing the engine) stops it.
+#[derive(Debug, uniffi::Object)]
+pub struct Network {
+    /// `None` once shut down.
+    inner: RwLock<Option<core_net::Network>>,
+    node_id: String,
+    listeners: Mutex<Vec<Arc<ListenerHandle>>>,
+}
+
+impl Network {
+    fn core(&self) -> Result<core_net::Network, CrmError> {
+        // The lock only guards an Option swap: a poisoned one still holds a valid value.
+        let guard = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        guard.clone().ok_or_else(|| CrmError::NetworkClosed {
+            detail: "the network was shut down; enable it again".to_string(),
+        })
+    }
+
+    fn listeners(&self) -> MutexGuard<'_, Vec<Arc<ListenerHandle>>> {
+        self.listeners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the core network out of the handle and stops the status listeners; later calls
+    /// fail with `NetworkClosed`.
+    fn take(&self) -> Option<core_net::Network> {
+        let (taken, stopping) = {
+            let mut listeners = self.listeners();
+            let taken = self.inner.write().unwrap_or_else(|p| p.into_inner()).take();
+            (taken, listeners.drain(..).collect::<Vec<_>>())
+        };
+        for listener in stopping {
+            listener.unregister();
+        }
+        taken
+    }
+
+    /// Shuts the network down from synchronous code: with `wait` (closing the engine, which
+    /// must release the database) until it is down unless called on the runtime itself; else
+    /// (dropping the handle) in a task.
+    pub(crate) fn shutdown_now(&self, wait: bool) {
+        let (Some(net), Ok(runtime)) = (self.take(), runtime()) else {
+            return;
+        };
+        if !wait || tokio::runtime::Handle::try_current().is_ok() {
+            runtime.spawn(async move { net.shutdown().await });
+        } else {
+            runtime.block_on(net.shutdown());
+        }
+    }
+}
+
+#[uniffi::export]
+impl Network {
+    /// This device's node id.
+    pub fn node_id(&self) -> String {
+        self.node_id.clone()
+    }
+
+    /// How peers reach this device: its node id, bound sockets and relay. Give it to the other
+    /// device (e.g. as a QR code) for its `sync_with` or `add_peer`.
+    pub fn addr(&self) -> Result<PeerAddr, CrmError> {
+        Ok(self.core()?.addr().into())
+    }
+
+    /// Remembers a peer (for background mode and status) without syncing now.
+    pub fn add_peer(&self, peer: PeerAddr) -> Result<(), CrmError> {
+        let addr = EndpointAddr::try_from(peer)?;
+        self.core()?.add_peer(addr);
+        Ok(())
+    }
+
+    /// Runs one session with `peer` (connecting, or reusing the open connection) and returns
+    /// what it exchanged. The peer is remembered for background mode.
+    pub async fn sync_with(&self, peer: PeerAddr) -> Result<SyncReport, CrmError> {
+        let addr = EndpointAddr::try_from(peer)?;
+        let net = self.core()?;
+        run_async(async move { Ok(net.sync_with(addr).await?.into()) }).await
+    }
+
+    /// Starts background mode: every known peer is synced whenever this device changes
+    /// something, at least every `poll_interval_ms`, and retried with backoff while
+    /// unreachable. Starting it twice is fine.
+    pub fn start_background(&self) -> Result<(), CrmError> {
+        let net = self.core()?;
+        let _context = runtime()?.enter();
+        net.start_background();
+        Ok(())
+    }
+
+    /// Stops background mode (a session in flight is abandoned; the next one resumes).
+    pub fn stop_background(&self) -> Result<(), CrmError> {
+        self.core()?.stop_background();
+        Ok(())
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Result<NetStatus, CrmError> {
+        Ok(self.core()?.status().into())
+    }
+
+    /// Registers a listener told of every status change, on a background thread, until its
+    /// handle is unregistered or the network shut down. Call `status()` for the current one.
+    pub fn register_status_listener(
+        &self,
+        listener: Box<dyn NetStatusListener>,
+    ) -> Result<Arc<ListenerHandle>, CrmError> {
+        let mut listeners = self.listeners();
+        let status = self.core()?.subscribe_status();
+        let handle = Arc::new(ListenerHandle::spawn(
+            "crmsync-net-status",
+            move |shared| deliver_status(status, listener.as_ref(), shared),
+        )?);
+        listeners.retain(|l| l.is_active());
+        listeners.push(handle.clone());
+        Ok(handle)
+    }
+
+    /// Stops background mode, closes every connection and the endpoint, and stops the status
+    /// listeners. Later calls fail with `NetworkClosed`; shutting down twice is fine.
+    pub async fn shutdown(&self) -> Result<(), CrmError> {
+        let Some(net) = self.take() else {
+            return Ok(());
+        };
+        run_async(async move {
+            net.shutdown().await;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Whether [`Network::shutdown`] was called (or the engine closed).
+    pub fn is_shut_down(&self) -> bool {
+        self.core().is_err()
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        self.shutdown_now(false);
+    }
+}
+
+/// Membership and networking on the engine.
+#[uniffi::export]
+impl Engine {
+    /// This device's node id: what the workspace admin needs to invite it. Created on first
+    /// use and kept in the database, so the device keeps it across restarts.
+    pub fn node_id(&self) -> Result<String, CrmError> {
+        Ok(self.core()?.node_id()?.to_string())
+    }
+
+    /// Makes this device the admin of its workspace: creates the workspace's admin key (kept
+    /// in this database only) and an admin credential for this device. Fails with
+    /// `AlreadyJoined` if the device holds a credential.
+    pub fn init_admin(&self) -> Result<CredentialInfo, CrmError> {
+        Ok(CredentialInfo::from(&self.core()?.init_admin()?))
+    }
+
+    /// Issues a credential for the device with `node_id` (admin only, else `NotAdmin`) and
+    /// returns its text, to show the new device e.g. as a QR code; that device calls `join`
+    /// with it. `expires_at` absent: never expires.
+    #[uniffi::method(default(expires_at = None))]
+    pub fn invite_device(
+        &self,
+        node_id: String,
+        role: Role,
+        expires_at: Option<SystemTime>,
+    ) -> Result<String, CrmError> {
+        let device = parse_node_id(&node_id)?;
+        let expires_at = expires_at.map(to_utc).transpose()?;
+        let credential = self
+            .core()?
+            .invite_device(device, role.into(), expires_at)?;
+        Ok(credential.to_string())
+    }
+
+    /// Joins the workspace with a credential issued to this device. The engine must have been
+    /// opened with the credential's workspace id (see [`credential_info`]), else
+    /// `WrongWorkspace`.
+    pub fn join(&self, credential: String) -> Result<CredentialInfo, CrmError> {
+        Ok(CredentialInfo::from(&self.core()?.join(&credential)?))
+    }
+
+    /// Revokes the device with `node_id` (admin only). Peers learn it at their next sync with
+    /// any device that knows it, and refuse the device from then on.
+    pub fn revoke(&self, node_id: String) -> Result<(), CrmError> {
+        self.core()?.revoke(parse_node_id(&node_id)?)?;
+        Ok(())
+    }
+
+    /// This device's credential, if it joined (or administers) a workspace.
+    pub fn credential(&self) -> Result<Option<CredentialInfo>, CrmError> {
+        Ok(self
+            .core()?
+            .credential()?
+            .as_ref()
+            .map(CredentialInfo::from))
+    }
+
+    /// Starts networking: binds this device's endpoint and accepts sessions from members of
+    /// the workspace. The device must have joined (or created) the workspace first, else
+    /// `NotJoined`. Closing the engine shuts the network down.
+    pub async fn enable_network(&self, options: NetworkOptions) -> Result<Arc<Network>, CrmError> {
+        let options = NetOptions::try_from(options)?;
+        let engine = self.core()?;
+        let net = run_async(async move { Ok(engine.enable_network(options).await?) }).await?;
+        let network = Arc::new(Network {
+            node_id: net.node_id().to_string(),
+            inner: RwLock::new(Some(net)),
+            listeners: Mutex::new(Vec::new()),
+        });
+        self.adopt_network(&network);
+        Ok(network)
+    }
+}
