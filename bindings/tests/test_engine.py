@@ -432,6 +432,98 @@ def test_analytics_calls(engine):
     assert rows[0].monetary == Money(minor=12550, currency="USD")
 
 
+def order(engine, customer, day, skus, minor=1000):
+    lines = [
+        OrderLine(sku=sku, quantity=1, unit_price=Money(minor=minor, currency="USD"))
+        for sku in skus
+    ]
+    return engine.create(
+        "order",
+        {
+            "customer": FieldValue.LINK(id=customer),
+            "ordered_at": FieldValue.TIMESTAMP(value=day),
+            "lines": FieldValue.LINES(lines=lines),
+            "total": FieldValue.MONEY(minor=minor * len(skus), currency="USD"),
+        },
+    )
+
+
+def test_forecast_associations_recommendations_and_visit_plan(engine):
+    acme = company(engine, "Acme", region=text("North"))
+    globex = company(engine, "Globex", region=text("South"))
+    baskets = [["BOLT", "NUT"], ["BOLT", "NUT"], ["BOLT", "NUT", "WASHER"], ["WASHER"]]
+    for month, skus in enumerate(baskets * 6):
+        day = dt.datetime(2023 + month // 12, month % 12 + 1, 5, tzinfo=UTC)
+        order(engine, acme.id, day, skus, minor=1000 + 100 * month)
+    order(engine, globex.id, dt.datetime(2024, 12, 20, tzinfo=UTC), ["BOLT"])
+    usd = ExchangeRates(target="USD")
+
+    forecast = run(engine.sales_forecast(crmsync.ForecastOptions(rates=usd, horizon=3)))
+    assert forecast.currency == "USD"
+    assert forecast.history[0].month == "2023-01" and len(forecast.history) == 24
+    assert [m.month for m in forecast.forecast] == ["2025-01", "2025-02", "2025-03"]
+    assert forecast.model.method == crmsync.ForecastMethod.HOLT_WINTERS
+    assert forecast.model.fitted and forecast.model.n == 24
+    fixed = crmsync.Smoothing(alpha=0.5, beta=0.1, gamma=0.1)
+    holt = run(
+        engine.sales_forecast(
+            crmsync.ForecastOptions(rates=usd, season_length=0, smoothing=fixed, through="2023-06-30")
+        )
+    )
+    assert holt.model.method == crmsync.ForecastMethod.HOLT and not holt.model.fitted
+    assert holt.model.smoothing.alpha == 0.5 and len(holt.history) == 6
+
+    associations = run(engine.product_associations(crmsync.AprioriOptions(min_support=0.3)))
+    assert associations.baskets == 25
+    assert ["BOLT", "NUT"] in [i.items for i in associations.itemsets]
+    rule = next(r for r in associations.rules if r.antecedent == ["NUT"])
+    assert rule.consequent == ["BOLT"] and rule.confidence == 1.0
+    assert run(engine.product_associations()).rules  # core defaults
+
+    (suggestion,) = run(
+        engine.recommend_products(globex.id, 1, crmsync.AprioriOptions(min_support=0.3))
+    )
+    assert suggestion.item == "NUT" and suggestion.because.antecedent == ["BOLT"]
+
+    engine.create("case", {"subject": text("Broken bolt"), "status": text("open"),
+                           "company": FieldValue.LINK(id=globex.id)})
+    plan = run(engine.visit_plan(crmsync.VisitPlanOptions(as_of="2025-01-15", rates=usd)))
+    assert {c.customer for c in plan} == {acme.id, globex.id}
+    assert plan == sorted(plan, key=lambda c: -c.score)
+    g = next(c for c in plan if c.customer == globex.id)
+    assert g.record_type == "company" and g.name == "Globex" and g.open_cases == 1
+    assert crmsync.FactorKind.OPEN_CASES in [f.kind for f in g.factors]
+    assert g.days_since_activity is None
+    north = run(
+        engine.visit_plan(
+            crmsync.VisitPlanOptions(
+                as_of="2025-01-15",
+                rates=usd,
+                region="north",
+                limit=5,
+                weights=crmsync.VisitWeights(deal_value=0, inactivity=1, risk=0, cases=0),
+            )
+        )
+    )
+    assert [c.customer for c in north] == [acme.id]
+    with pytest.raises(CrmError.InvalidInput, match="not a date"):
+        run(engine.visit_plan(crmsync.VisitPlanOptions(as_of="soon", rates=usd)))
+
+
+def test_schema_lists_types_fields_and_the_pipeline(engine):
+    engine.define_field("company", "tier", FieldDef(kind=FieldKind.ENUM(values=["a", "b"])))
+    schema = engine.schema()
+    assert {"company", "contact", "deal", "activity", "case", "order", "product",
+            "campaign"} <= set(schema.types)
+    name = schema.types["company"].fields["name"]
+    assert (name.kind, name.required, name.custom) == (FieldKind.TEXT(), True, False)
+    tier = schema.types["company"].fields["tier"]
+    assert tier.kind == FieldKind.ENUM(values=["a", "b"]) and tier.custom
+    assert schema.types["deal"].fields["company"].kind == FieldKind.LINK(types=["company"])
+    assert schema.types["contact"].one_of == [["first_name", "last_name"]]
+    assert schema.pipeline == engine.pipeline()
+
+
 # ---------------------------------------------------------------- import / export
 
 
