@@ -164,6 +164,29 @@ async fn a_device_keeps_its_node_identity_and_membership_across_restarts() {
     n.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_new_device_shows_its_node_id_first_and_joins_the_workspace_of_its_invite() {
+    let a = admin();
+    // The natural order: the app opens a database, shows the node id, gets invited.
+    let phone = Engine::in_memory().unwrap();
+    assert_ne!(phone.workspace_id(), a.workspace_id());
+    let invite = a
+        .invite_device(phone.node_id().unwrap(), Role::Member, None)
+        .unwrap();
+    phone.join(&invite.to_string()).unwrap();
+    assert_eq!(phone.workspace_id(), a.workspace_id());
+
+    // A database that already holds records of its own workspace is not moved.
+    let busy = Engine::in_memory().unwrap();
+    company(&busy, "Mine");
+    let invite = a
+        .invite_device(busy.node_id().unwrap(), Role::Member, None)
+        .unwrap();
+    let err = busy.join(&invite.to_string()).unwrap_err();
+    assert!(matches!(err, NetError::WrongWorkspace { .. }), "{err}");
+    assert!(busy.credential().unwrap().is_none());
+}
+
 /// A hostile or foreign client: a bare iroh endpoint that speaks the handshake with whatever
 /// bytes it is given, and returns the verdict frame's body.
 async fn raw_handshake(secret: SecretKey, target: EndpointAddr, presentation: &[u8]) -> Vec<u8> {

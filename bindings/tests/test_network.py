@@ -127,11 +127,18 @@ def test_membership_invite_join_and_credential_info(cleanup):
     assert info.admin == admin.credential().admin
     assert info.expires_at == expires
 
-    # A database of another workspace cannot join: the error names both workspaces.
+    # A new database (of its own random workspace) joins and takes the invite's workspace on.
+    fresh = crmsync.Engine.in_memory_with(OpenOptions(search=False))
+    cleanup(fresh)
+    fresh.join(admin.invite_device(fresh.node_id(), Role.MEMBER))
+    assert fresh.workspace_id() == admin.workspace_id()
+
+    # A database holding records of another workspace cannot join: the error names both.
     elsewhere = crmsync.Engine.in_memory_with(OpenOptions(search=False))
     cleanup(elsewhere)
+    company(elsewhere, "Mine")
     with pytest.raises(CrmError.WrongWorkspace) as wrong:
-        elsewhere.join(credential)
+        elsewhere.join(admin.invite_device(elsewhere.node_id(), Role.MEMBER))
     assert wrong.value.credential_workspace == admin.workspace_id()
     assert wrong.value.store_workspace == elsewhere.workspace_id()
     # The right workspace, but another device.

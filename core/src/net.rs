@@ -115,10 +115,10 @@ pub enum NetError {
     /// A credential's text does not parse or verify.
     #[error("invalid credential: {0}")]
     InvalidCredential(String),
-    /// The credential is for another workspace than the store's.
+    /// The credential is for another workspace than the store's, which holds records.
     #[error(
-        "the credential is for workspace {credential}, but this database belongs to {store}; \
-         open the engine with the credential's workspace id"
+        "the credential is for workspace {credential}, but this database holds records of \
+         {store}; join from a new database"
     )]
     WrongWorkspace {
         /// The credential's workspace.

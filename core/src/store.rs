@@ -57,7 +57,8 @@ impl Default for StoreOptions {
 pub struct Store {
     db: Database,
     device: DeviceId,
-    workspace: Uuid,
+    /// Changes only while the replica is empty (a new device joining a workspace).
+    workspace: std::sync::RwLock<Uuid>,
     options: StoreOptions,
 }
 
@@ -65,7 +66,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("device", &self.device)
-            .field("workspace", &self.workspace)
+            .field("workspace", &self.workspace())
             .finish_non_exhaustive()
     }
 }
@@ -132,7 +133,7 @@ impl Store {
         Ok(Self {
             db,
             device,
-            workspace,
+            workspace: std::sync::RwLock::new(workspace),
             options,
         })
     }
@@ -209,7 +210,32 @@ impl Store {
 
     /// The workspace this replica belongs to.
     pub fn workspace(&self) -> Uuid {
-        self.workspace
+        *self.workspace.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves a replica that holds no record yet into `workspace`: a new device opens its
+    /// database, shows its node id to be invited, and joins the workspace the credential
+    /// names. Refused once the replica holds records of its own workspace.
+    pub fn adopt_workspace(&self, workspace: Uuid) -> Result<()> {
+        let mut current = self.workspace.write().unwrap_or_else(|p| p.into_inner());
+        if *current == workspace {
+            return Ok(());
+        }
+        let txn = self.db.begin_write()?;
+        {
+            if txn.open_table(DOCS)?.first()?.is_some() {
+                return Err(StoreError::WorkspaceMismatch {
+                    file: *current,
+                    requested: workspace,
+                }
+                .into());
+            }
+            txn.open_table(META)?
+                .insert(META_WORKSPACE, workspace.as_bytes().as_slice())?;
+        }
+        txn.commit()?;
+        *current = workspace;
+        Ok(())
     }
 
     /// The app's schema customizations, if any were saved.

@@ -397,16 +397,11 @@ impl Engine {
         )
     }
 
-    /// Joins the workspace with a credential issued to this device. The engine must have been
-    /// opened with the credential's workspace id (see [`Credential::workspace`]).
+    /// Joins the workspace with a credential issued to this device. A device whose database
+    /// holds no record yet takes the credential's workspace on (the usual order: open, show
+    /// the node id, get invited, join); one with records of another workspace is refused.
     pub fn join(&self, credential: &str) -> Result<Credential, NetError> {
         let credential: Credential = credential.parse()?;
-        if credential.workspace() != self.workspace_id() {
-            return Err(NetError::WrongWorkspace {
-                credential: credential.workspace(),
-                store: self.workspace_id(),
-            });
-        }
         let me = self.node_id()?;
         if credential.device() != me {
             return Err(NetError::NotForThisDevice {
@@ -427,6 +422,19 @@ impl Engine {
             return Err(NetError::InvalidCredential(
                 "it was signed by another admin key than this device's workspace".to_string(),
             ));
+        }
+        if credential.workspace() != self.workspace_id() {
+            // A new device's database holds no records yet: it takes the workspace on.
+            match self.store().adopt_workspace(credential.workspace()) {
+                Ok(()) => {}
+                Err(crate::Error::Store(crate::StoreError::WorkspaceMismatch { file, .. })) => {
+                    return Err(NetError::WrongWorkspace {
+                        credential: credential.workspace(),
+                        store: file,
+                    });
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         self.store_credential(&credential)?;
         Ok(credential)

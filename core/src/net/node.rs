@@ -196,15 +196,24 @@ impl Network {
         self.shared.endpoint.id()
     }
 
-    /// How peers reach this device: its node id, bound sockets and relay (if configured).
+    /// How peers reach this device: its node id, its direct addresses (the bound sockets, or
+    /// the interfaces' addresses when bound to all of them) and relay (if configured).
     pub fn addr(&self) -> EndpointAddr {
+        // Bound to an unspecified address, the sockets say 0.0.0.0: the endpoint's own view
+        // lists the interfaces' addresses instead, which a peer can dial.
         let mut addrs: Vec<TransportAddr> = self
             .shared
             .endpoint
             .bound_sockets()
             .into_iter()
+            .filter(|a| !a.ip().is_unspecified())
             .map(TransportAddr::Ip)
             .collect();
+        for addr in self.shared.endpoint.addr().addrs {
+            if matches!(addr, TransportAddr::Ip(_)) && !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
         if let Some(url) = &self.shared.options.relay_url {
             addrs.push(TransportAddr::Relay(url.clone()));
         }
