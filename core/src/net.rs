@@ -3,7 +3,7 @@
 //! known peers.
 //!
 //! Every session is one bi-directional QUIC stream on a connection that is reused for later
-//! sessions with the same peer. A session opens with the membership [`handshake`] (credential,
+//! sessions with the same peer. A session opens with the membership handshake (credential,
 //! revocations, verdicts) and continues with the transport-agnostic [`crate::sync`] protocol on
 //! the same stream. The device's node key is kept in the store, so the device keeps its
 //! identity across restarts.
