@@ -29,9 +29,12 @@
 //! ```
 
 mod background;
+mod fanout;
 mod handshake;
+mod limits;
 mod membership;
 mod node;
+mod observer;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -39,6 +42,7 @@ use std::time::Duration;
 pub use iroh::{EndpointAddr, EndpointId, PublicKey, RelayUrl, TransportAddr};
 pub use membership::{Credential, Refusal, Revocation, Role};
 pub use node::{NetStatus, Network, PeerStatus, WorkspaceHost};
+pub use observer::{ConnectedPeer, Direction, SessionEvent};
 
 use crate::sync::{SyncError, SyncOptions};
 
@@ -71,6 +75,13 @@ pub struct NetOptions {
     pub backoff_max: Duration,
     /// How long to wait for a connection to a peer (default 10 s).
     pub connect_timeout: Duration,
+    /// Sessions run at once, both directions (default 64). A peer opening one more is
+    /// refused with [`Refusal::Busy`]; this node's own sessions wait for a slot.
+    pub max_sessions: usize,
+    /// Bytes each peer may move per minute, both directions together (default: no limit).
+    /// A peer over its budget is refused with [`Refusal::RateLimited`], and a session that
+    /// exceeds it is cut; what it applied stays, and a later session resumes.
+    pub peer_bytes_per_minute: Option<u64>,
 }
 
 impl Default for NetOptions {
@@ -84,6 +95,8 @@ impl Default for NetOptions {
             backoff_min: Duration::from_millis(500),
             backoff_max: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
+            max_sessions: 64,
+            peer_bytes_per_minute: None,
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, watch};
 use super::node::Shared;
 
 /// Local writes arriving within this window are sent in one session.
-const DEBOUNCE: Duration = Duration::from_millis(20);
+pub(super) const DEBOUNCE: Duration = Duration::from_millis(20);
 /// How often the change-feed thread checks whether background mode was stopped.
 const FEED_POLL: Duration = Duration::from_millis(250);
 

@@ -94,9 +94,10 @@ where
 
 /// The accepting side: reads the peer's presentation first, so a host of many workspaces can
 /// pick the replica of the workspace the peer's credential names (`pick`), then presents
-/// itself. A peer whose workspace is not hosted is refused before anything is read for it.
+/// itself. When `pick` refuses (no such workspace here, or the node is at a limit), the peer
+/// gets the reason before anything is read for it.
 pub(crate) async fn accept<R, W>(
-    pick: impl FnOnce(Option<Uuid>) -> Option<Engine>,
+    pick: impl FnOnce(Option<Uuid>) -> Result<Engine, Refusal>,
     remote: &iroh::PublicKey,
     reader: &mut R,
     writer: &mut W,
@@ -107,22 +108,21 @@ where
 {
     let theirs: Presentation = recv(reader).await?;
     let workspace = theirs.credential.as_ref().map(Credential::workspace);
-    let Some(engine) = pick(workspace) else {
-        let refusal = match workspace {
-            None => Refusal::NoCredential,
-            Some(workspace) => Refusal::UnknownWorkspace { workspace },
-        };
-        tracing::warn!(peer = %remote, %refusal, "refused a peer");
-        let nobody = Presentation {
-            credential: None,
-            revocations: Vec::new(),
-        };
-        send(writer, &nobody).await?;
-        send(writer, &Verdict::Refuse(refusal.clone())).await?;
-        // Read the peer's verdict so it can finish sending it and read ours.
-        let _ = recv::<_, Verdict>(reader).await;
-        let _ = writer.shutdown().await;
-        return Err(NetError::PeerRefused(refusal));
+    let engine = match pick(workspace) {
+        Ok(engine) => engine,
+        Err(refusal) => {
+            tracing::warn!(peer = %remote, %refusal, "refused a peer");
+            let nobody = Presentation {
+                credential: None,
+                revocations: Vec::new(),
+            };
+            send(writer, &nobody).await?;
+            send(writer, &Verdict::Refuse(refusal.clone())).await?;
+            // Read the peer's verdict so it can finish sending it and read ours.
+            let _ = recv::<_, Verdict>(reader).await;
+            let _ = writer.shutdown().await;
+            return Err(NetError::PeerRefused(refusal));
+        }
     };
     let (membership, mine) = presentation(&engine)?;
     send(writer, &mine).await?;

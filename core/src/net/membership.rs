@@ -223,6 +223,24 @@ pub enum Refusal {
         /// The credential's workspace.
         workspace: Uuid,
     },
+    /// The peer serves as many sessions as it allows at once; retry later (background mode
+    /// does, with backoff).
+    #[error("the peer is serving its maximum of {max_sessions} sessions at once; retry later")]
+    Busy {
+        /// The peer's limit.
+        max_sessions: u32,
+    },
+    /// This device used up the bytes per minute the peer allows it.
+    #[error(
+        "this device reached the peer's limit of {bytes_per_minute} bytes per minute; \
+         retry in {retry_after_secs} s"
+    )]
+    RateLimited {
+        /// The peer's limit.
+        bytes_per_minute: u64,
+        /// When the budget allows a session again.
+        retry_after_secs: u32,
+    },
 }
 
 /// This device's membership, read once per session.

@@ -8,14 +8,16 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use iroh::endpoint::{Connection, PortmapperConfig, RecvStream, SendStream, presets};
 use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMap, RelayMode, TransportAddr};
-use tokio::sync::watch;
+use tokio::sync::{Notify, Semaphore, watch};
 
 use super::background::Background;
 use super::handshake::{self, Agreed};
-use super::{ALPN, NetError, NetOptions};
+use super::limits::{ByteBudgets, Metered, Traffic};
+use super::observer::{ConnectedPeer, Direction, SessionEvent};
+use super::{ALPN, NetError, NetOptions, Refusal};
 use crate::engine::Engine;
 use crate::model::DeviceId;
-use crate::sync::{self, SyncOptions, SyncReport};
+use crate::sync::{self, SyncError, SyncOptions, SyncReport};
 
 /// How long a finished session waits for the peer to read its last frames before the stream
 /// is dropped (only matters when the endpoint closes right after).
@@ -67,6 +69,20 @@ pub(super) enum Home {
 pub trait WorkspaceHost: Send + Sync + 'static {
     /// The replica of `workspace`, if it is served here.
     fn replica(&self, workspace: uuid::Uuid) -> Option<Engine>;
+
+    /// Called after every session, refused ones included (for logs and metrics). Runs on the
+    /// network's tasks: keep it quick.
+    fn session_ended(&self, event: &SessionEvent<'_>) {
+        let _ = event;
+    }
+}
+
+/// A peer accepted in a workspace on its current connection (what a host pushes to).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Member {
+    pub workspace: uuid::Uuid,
+    /// Its replica id, once a session with it completed.
+    pub replica: Option<DeviceId>,
 }
 
 pub(super) struct Shared {
@@ -80,9 +96,15 @@ pub(super) struct Shared {
     peers: Mutex<BTreeMap<EndpointId, PeerEntry>>,
     status: watch::Sender<NetStatus>,
     background: Mutex<Option<Background>>,
+    sessions: Arc<Semaphore>,
+    budgets: Arc<ByteBudgets>,
+    /// Peers accepted on their current connection, with their workspace.
+    pub(super) members: Mutex<HashMap<EndpointId, Member>>,
+    /// A host's push task per connected peer, woken when its workspace changes.
+    pub(super) pushers: Mutex<HashMap<EndpointId, Arc<Notify>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves the maps consistent, so a poisoned lock is still usable.
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -148,6 +170,8 @@ impl Network {
             .bind()
             .await
             .map_err(|e| NetError::Bind(e.to_string()))?;
+        let max_sessions = options.max_sessions;
+        let bytes_per_minute = options.peer_bytes_per_minute;
         let shared = Arc::new(Shared {
             home,
             options,
@@ -157,6 +181,10 @@ impl Network {
             peers: Mutex::new(BTreeMap::new()),
             status: watch::Sender::new(NetStatus::default()),
             background: Mutex::new(None),
+            sessions: Arc::new(Semaphore::new(max_sessions)),
+            budgets: Arc::new(ByteBudgets::new(bytes_per_minute)),
+            members: Mutex::new(HashMap::new()),
+            pushers: Mutex::new(HashMap::new()),
         });
         tokio::spawn(accept_loop(Arc::downgrade(&shared)));
         Ok(Network { shared })
@@ -270,6 +298,24 @@ impl Network {
         let taken = lock(&self.shared.background).take();
         drop(taken);
         self.shared.publish_status();
+    }
+
+    /// The peers connected to this node now, with the workspace each was accepted in.
+    pub fn connected_peers(&self) -> Vec<ConnectedPeer> {
+        let members = lock(&self.shared.members);
+        lock(&self.shared.connections)
+            .iter()
+            .filter(|(_, c)| c.close_reason().is_none())
+            .map(|(id, _)| ConnectedPeer {
+                node_id: *id,
+                workspace: members.get(id).map(|m| m.workspace),
+            })
+            .collect()
+    }
+
+    /// Sessions running now (both directions).
+    pub fn active_sessions(&self) -> usize {
+        self.shared.options.max_sessions - self.shared.sessions.available_permits()
     }
 
     /// Stops background mode, closes every connection and the endpoint.
@@ -393,16 +439,44 @@ impl Shared {
         tokio::spawn(serve(Arc::downgrade(self), conn));
     }
 
+    /// Drops a closed connection (unless the peer has a newer one) and what hangs on it.
+    fn forget(&self, conn: &Connection) {
+        let id = conn.remote_id();
+        let mut connections = lock(&self.connections);
+        if connections
+            .get(&id)
+            .is_some_and(|c| c.stable_id() == conn.stable_id())
+        {
+            connections.remove(&id);
+            lock(&self.members).remove(&id);
+            lock(&self.pushers).remove(&id);
+        }
+    }
+
+    /// The open connection to `peer`, if any (a host never dials: it pushes on the
+    /// connections devices opened).
+    pub(super) fn open_connection(&self, peer: &EndpointId) -> Option<Connection> {
+        lock(&self.connections)
+            .get(peer)
+            .filter(|c| c.close_reason().is_none())
+            .cloned()
+    }
+
     pub(super) async fn sync_with(
         self: &Arc<Self>,
         addr: EndpointAddr,
     ) -> Result<SyncReport, NetError> {
         let peer = addr.id;
-        let gate = lock(&self.outgoing).entry(peer).or_default().clone();
-        let _one_at_a_time = gate.lock().await;
+        let _one_at_a_time = self.outgoing_gate(peer).await;
         let outcome = self.outgoing_session(addr).await;
         self.record_outcome(peer, outcome.as_ref());
         outcome
+    }
+
+    /// One outgoing session per peer at a time.
+    pub(super) async fn outgoing_gate(&self, peer: EndpointId) -> tokio::sync::OwnedMutexGuard<()> {
+        let gate = lock(&self.outgoing).entry(peer).or_default().clone();
+        gate.lock_owned().await
     }
 
     async fn outgoing_session(
@@ -412,41 +486,169 @@ impl Shared {
         if self.endpoint.is_closed() {
             return Err(NetError::Closed);
         }
-        let peer = addr.id;
-        let mut conn = self.connection(addr.clone()).await?;
-        let streams = match conn.open_bi().await {
-            Ok(streams) => streams,
-            Err(_) => {
-                // The reused connection died since: dial once more.
-                lock(&self.connections).remove(&peer);
-                conn = self.connection(addr).await?;
-                conn.open_bi()
-                    .await
-                    .map_err(|e| NetError::Connection(e.to_string()))?
-            }
-        };
-        let (mut send, mut recv) = streams;
         let engine = self
             .device()
             .ok_or(NetError::Unsupported("a host does not dial"))?;
-        let agreed = handshake::dial(engine, &peer, &mut recv, &mut send).await?;
+        let peer = addr.id;
+        let reused = self.open_connection(&peer).is_some();
+        let conn = self.connection(addr.clone()).await?;
+        let outcome = self.session_over(engine, &peer, &conn).await;
+        match outcome {
+            Err(e) if breaks_connection(&e) => {
+                // A peer that crashed or restarted leaves a connection that looks open until
+                // QUIC's idle timeout; a fresh one is dialed instead of reusing it.
+                self.discard(&conn);
+                if !reused {
+                    return Err(e);
+                }
+                tracing::debug!(%peer, error = %e, "reused connection failed; dialing again");
+                let conn = self.connection(addr).await?;
+                let outcome = self.session_over(engine, &peer, &conn).await;
+                if outcome.as_ref().is_err_and(breaks_connection) {
+                    self.discard(&conn);
+                }
+                outcome
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn session_over(
+        &self,
+        engine: &Engine,
+        peer: &EndpointId,
+        conn: &Connection,
+    ) -> Result<SyncReport, NetError> {
+        let streams = conn
+            .open_bi()
+            .await
+            .map_err(|e| NetError::Connection(e.to_string()))?;
+        self.dialed_session(engine, peer, streams, &Arc::new(Traffic::default()))
+            .await
+    }
+
+    /// Closes a connection that failed and forgets it, so the next session dials afresh.
+    fn discard(&self, conn: &Connection) {
+        conn.close(0u32.into(), b"session failed");
+        self.forget(conn);
+    }
+
+    /// The session on a stream this node opened: handshake as the dialing side, then sync.
+    pub(super) async fn dialed_session(
+        &self,
+        engine: &Engine,
+        peer: &EndpointId,
+        (send, recv): (SendStream, RecvStream),
+        traffic: &Arc<Traffic>,
+    ) -> Result<SyncReport, NetError> {
+        let _permit = self
+            .sessions
+            .acquire()
+            .await
+            .map_err(|_| NetError::Closed)?;
+        let (mut send, mut recv) = self.meter(peer, send, recv, traffic);
+        let agreed = self
+            .within_idle_timeout(handshake::dial(engine, peer, &mut recv, &mut send))
+            .await?;
+        self.joined(peer, engine.workspace_id());
         run_session(engine, agreed, &self.options.sync, send, recv).await
     }
 
-    /// Serves one session a peer opened.
+    fn meter(
+        &self,
+        peer: &EndpointId,
+        send: SendStream,
+        recv: RecvStream,
+        traffic: &Arc<Traffic>,
+    ) -> (Metered<SendStream>, Metered<RecvStream>) {
+        (
+            Metered::new(send, *peer, self.budgets.clone(), traffic.clone()),
+            Metered::new(recv, *peer, self.budgets.clone(), traffic.clone()),
+        )
+    }
+
+    /// Remembers that `peer` was accepted in `workspace` on its current connection.
+    fn joined(&self, peer: &EndpointId, workspace: uuid::Uuid) {
+        let mut members = lock(&self.members);
+        let member = members.entry(*peer).or_insert(Member {
+            workspace,
+            replica: None,
+        });
+        if member.workspace != workspace {
+            *member = Member {
+                workspace,
+                replica: None,
+            };
+        }
+    }
+
+    /// Serves one session a peer opened: refuses it when the node is at its session limit
+    /// or the peer over its byte budget, else picks the replica the peer's credential names.
+    /// Returns the workspace it ran on, if one was picked.
     async fn incoming_session(
         &self,
         remote: &EndpointId,
-        mut send: SendStream,
-        mut recv: RecvStream,
-    ) -> Result<SyncReport, NetError> {
-        let pick = |workspace: Option<uuid::Uuid>| match &self.home {
-            Home::Device(engine) => Some(engine.clone()),
-            Home::Host(host) => workspace.and_then(|w| host.replica(w)),
+        (send, recv): (SendStream, RecvStream),
+        traffic: &Arc<Traffic>,
+    ) -> (Option<uuid::Uuid>, Result<SyncReport, NetError>) {
+        let permit = self.sessions.try_acquire().ok();
+        let (mut send, mut recv) = self.meter(remote, send, recv, traffic);
+        let mut picked = None;
+        let pick = |claimed: Option<uuid::Uuid>| -> Result<Engine, Refusal> {
+            if permit.is_none() {
+                let max_sessions = u32::try_from(self.options.max_sessions).unwrap_or(u32::MAX);
+                return Err(Refusal::Busy { max_sessions });
+            }
+            self.budgets.admit(remote)?;
+            let engine = match (&self.home, claimed) {
+                (Home::Device(engine), _) => engine.clone(),
+                (Home::Host(_), None) => return Err(Refusal::NoCredential),
+                (Home::Host(host), Some(workspace)) => host
+                    .replica(workspace)
+                    .ok_or(Refusal::UnknownWorkspace { workspace })?,
+            };
+            picked = Some(engine.workspace_id());
+            Ok(engine)
         };
-        let (engine, agreed) = handshake::accept(pick, remote, &mut recv, &mut send).await?;
-        run_session(&engine, agreed, &self.options.sync, send, recv).await
+        // A peer that opens a stream and goes silent must not hold a session slot for ever.
+        let handshake = handshake::accept(pick, remote, &mut recv, &mut send);
+        let outcome = match self.within_idle_timeout(handshake).await {
+            Ok((engine, agreed)) => {
+                self.joined(remote, engine.workspace_id());
+                run_session(&engine, agreed, &self.options.sync, send, recv).await
+            }
+            Err(e) => Err(e),
+        };
+        (picked, outcome)
     }
+
+    async fn within_idle_timeout<T>(
+        &self,
+        step: impl Future<Output = Result<T, NetError>>,
+    ) -> Result<T, NetError> {
+        let limit = self.options.sync.idle_timeout;
+        tokio::time::timeout(limit, step)
+            .await
+            .map_err(|_| NetError::Handshake(format!("the peer sent nothing for {limit:?}")))?
+    }
+
+    /// Tells a host about a finished session.
+    pub(super) fn observe(&self, event: SessionEvent<'_>) {
+        if let Home::Host(host) = &self.home {
+            host.session_ended(&event);
+        }
+    }
+}
+
+/// Whether a session's failure says the connection under it is broken (as opposed to a
+/// refusal or a protocol error, which a new connection would meet again).
+fn breaks_connection(e: &NetError) -> bool {
+    matches!(
+        e,
+        NetError::Connection(_)
+            | NetError::Handshake(_)
+            | NetError::Sync(SyncError::Io(_) | SyncError::Timeout(_) | SyncError::Truncated)
+    )
 }
 
 /// The sync protocol on a stream whose handshake agreed on the roles.
@@ -454,15 +656,17 @@ async fn run_session(
     engine: &Engine,
     agreed: Agreed,
     options: &SyncOptions,
-    mut send: SendStream,
-    mut recv: RecvStream,
+    mut send: Metered<SendStream>,
+    mut recv: Metered<RecvStream>,
 ) -> Result<SyncReport, NetError> {
+    send.enforce_budget();
+    recv.enforce_budget();
     let mut options = options.clone();
     options.send_changes = agreed.ours.can_write();
     options.accept_changes = agreed.theirs.can_write();
     let report = sync::sync(engine, &mut recv, &mut send, &options).await?;
     // Let the peer read our last frames before the stream goes away.
-    let _ = tokio::time::timeout(LINGER, send.stopped()).await;
+    let _ = tokio::time::timeout(LINGER, send.into_inner().stopped()).await;
     Ok(report)
 }
 
@@ -493,16 +697,31 @@ async fn accept_loop(shared: Weak<Shared>) {
 /// Serves the sessions a peer opens on a connection, until it closes.
 async fn serve(shared: Weak<Shared>, conn: Connection) {
     let remote = conn.remote_id();
-    while let Ok((send, recv)) = conn.accept_bi().await {
+    while let Ok(streams) = conn.accept_bi().await {
         let Some(s) = shared.upgrade() else { return };
         tokio::spawn(async move {
-            let outcome = s.incoming_session(&remote, send, recv).await;
+            let traffic = Arc::new(Traffic::default());
+            let (workspace, outcome) = s.incoming_session(&remote, streams, &traffic).await;
             if let Err(e) = &outcome {
                 tracing::info!(peer = %remote, error = %e, "incoming session failed");
             }
             if outcome.is_ok() || s.peer_addr(&remote).is_some() {
                 s.record_outcome(remote, outcome.as_ref());
             }
+            s.observe(SessionEvent {
+                peer: remote,
+                workspace,
+                direction: Direction::Incoming,
+                bytes_received: traffic.received.load(std::sync::atomic::Ordering::Relaxed),
+                bytes_sent: traffic.sent.load(std::sync::atomic::Ordering::Relaxed),
+                outcome: outcome.as_ref(),
+            });
+            if let Some(workspace) = workspace {
+                s.after_session(remote, workspace, outcome.as_ref().ok());
+            }
         });
+    }
+    if let Some(s) = shared.upgrade() {
+        s.forget(&conn);
     }
 }

@@ -1,7 +1,7 @@
 //! One sync session between two replicas, driven over a framed byte stream.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use automerge::{Automerge, ChangeHash};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -29,6 +29,9 @@ enum Theirs {
     /// Only the peer changed it: the peer sends.
     PeerSends,
 }
+
+/// How long a failed session looks for the peer's abort message.
+const ABORT_GRACE: Duration = Duration::from_millis(500);
 
 struct Counters {
     records_sent: usize,
@@ -58,6 +61,17 @@ where
             // The peer may already have closed its side; our part is done either way.
             let _ = tx.finish().await;
             Ok(report)
+        }
+        Err(SyncError::Io(io)) => {
+            // A peer that gives up stops reading, so our write may fail before we read the
+            // reason it sent: look for it briefly, it is what the user needs to see.
+            let reason = tokio::time::timeout(ABORT_GRACE, rx.recv::<Message>()).await;
+            let e = match reason {
+                Ok(Ok(Message::Abort { code, message })) => SyncError::Remote { code, message },
+                _ => SyncError::Io(io),
+            };
+            tracing::warn!(error = %e, "sync session failed");
+            Err(e)
         }
         Err(e) => {
             tracing::warn!(error = %e, "sync session failed");
