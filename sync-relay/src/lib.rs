@@ -23,16 +23,24 @@
 //! ```
 
 mod config;
+mod http;
+mod metrics;
+mod storage;
 mod workspaces;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crmsync::net::{EndpointAddr, NetError, NetOptions, Network};
+use crmsync::net::{EndpointAddr, NetError, NetOptions, Network, RelayUrl};
 use iroh::SecretKey;
+use tokio::sync::watch;
 
 pub use config::{Config, TEMPLATE};
 pub use crmsync;
+pub use http::{LiveStatus, LiveWorkspace, fetch};
+pub use metrics::Metrics;
+pub use storage::{LocalFiles, WorkspaceStorage};
 pub use workspaces::{WorkspaceStatus, Workspaces};
 
 /// Why a relay operation failed.
@@ -77,6 +85,12 @@ pub enum RelayError {
     /// Networking.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// The operations endpoint (`/healthz`, `/metrics`, `/status`).
+    #[error("operations endpoint: {0}")]
+    Http(String),
+    /// The embedded iroh relay server.
+    #[error("iroh relay server: {0}")]
+    IrohRelay(String),
 }
 
 const NODE_KEY_FILE: &str = "node.key";
@@ -132,10 +146,20 @@ pub struct Relay {
 
 impl Relay {
     /// Opens the data directory (creating it and the node key on first use) and every
-    /// registered workspace.
+    /// registered workspace, one file each under `<data_dir>/workspaces/`.
     pub fn open(config: Config) -> Result<Self, RelayError> {
+        let storage = LocalFiles::new(&config.data_dir.join("workspaces"))?;
+        Self::open_with_storage(config, Box::new(storage))
+    }
+
+    /// Opens a relay whose workspaces live in `storage` (the node key stays in the data
+    /// directory).
+    pub fn open_with_storage(
+        config: Config,
+        storage: Box<dyn WorkspaceStorage>,
+    ) -> Result<Self, RelayError> {
         let key = node_key(&config.data_dir)?;
-        let workspaces = Arc::new(Workspaces::open(&config.data_dir, &key)?);
+        let workspaces = Arc::new(Workspaces::open(storage, &key)?);
         Ok(Self {
             config,
             key,
@@ -164,32 +188,127 @@ impl Relay {
         self.workspaces.add(id, admin_key, credential, &self.key)
     }
 
-    /// Starts serving devices on the configured address.
+    /// Starts serving devices on the configured address, the operations endpoint and, if
+    /// configured, the embedded iroh relay server.
     pub async fn serve(&self) -> Result<RunningRelay, RelayError> {
+        let listener = match self.config.metrics_addr {
+            Some(addr) => Some(http::bind(addr).await?),
+            None => None,
+        };
+        let iroh_relay = match self.config.iroh_relay_addr {
+            Some(addr) => Some(start_iroh_relay(addr).await?),
+            None => None,
+        };
         let options = NetOptions {
             bind_addr: self.config.bind_addr,
+            relay_url: iroh_relay.as_ref().map(|(_, url)| url.clone()),
+            max_sessions: self.config.max_sessions,
+            peer_bytes_per_minute: (self.config.device_bytes_per_minute > 0)
+                .then_some(self.config.device_bytes_per_minute),
+            sync: crmsync::sync::SyncOptions {
+                max_frame: self.config.max_frame_bytes,
+                ..Default::default()
+            },
             ..NetOptions::default()
         };
         let network = Network::host(self.key.clone(), self.workspaces.clone(), options).await?;
-        tracing::info!(node_id = %network.node_id(), addr = ?network.addr(), "relay serving");
-        Ok(RunningRelay { network })
+        let (stop, stopped) = watch::channel(false);
+        let operations = match listener {
+            Some(listener) => {
+                let operations = Arc::new(http::Operations {
+                    network: network.clone(),
+                    workspaces: self.workspaces.clone(),
+                });
+                Some(http::serve(listener, operations, stopped)?)
+            }
+            None => None,
+        };
+        let metrics_addr = operations.as_ref().map(|(addr, _)| *addr);
+        tracing::info!(
+            node_id = %network.node_id(),
+            addr = ?network.addr(),
+            ?metrics_addr,
+            iroh_relay = ?iroh_relay.as_ref().map(|(_, url)| url),
+            "relay serving"
+        );
+        Ok(RunningRelay {
+            network,
+            stop,
+            operations,
+            iroh_relay,
+        })
     }
+}
+
+async fn start_iroh_relay(
+    addr: SocketAddr,
+) -> Result<(iroh_relay::server::Server, RelayUrl), RelayError> {
+    use iroh_relay::server::{RelayConfig, Server, ServerConfig};
+    // Non-exhaustive: built by mutation.
+    let mut config = ServerConfig::default();
+    config.relay = Some(RelayConfig::new(addr));
+    let server = Server::spawn(config)
+        .await
+        .map_err(|e| RelayError::IrohRelay(e.to_string()))?;
+    let bound = server
+        .http_addr()
+        .ok_or_else(|| RelayError::IrohRelay("no HTTP address bound".into()))?;
+    // Bound to all interfaces, the relay reaches its own server over loopback.
+    let host = if bound.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bound.port())
+    } else {
+        bound
+    };
+    let url = format!("http://{host}")
+        .parse()
+        .map_err(|e| RelayError::IrohRelay(format!("{e}")))?;
+    Ok((server, url))
 }
 
 /// A relay that serves devices until [`RunningRelay::shutdown`].
 pub struct RunningRelay {
     network: Network,
+    stop: watch::Sender<bool>,
+    operations: Option<(SocketAddr, tokio::task::JoinHandle<()>)>,
+    iroh_relay: Option<(iroh_relay::server::Server, RelayUrl)>,
 }
 
 impl RunningRelay {
-    /// The address devices dial: node id and bound sockets.
+    /// The address devices dial: node id, bound sockets, and the embedded iroh relay's URL
+    /// if it runs.
     pub fn addr(&self) -> EndpointAddr {
         self.network.addr()
     }
 
-    /// Stops accepting, closes every connection and the endpoint. Sessions in flight end; what
-    /// they applied is committed, and the devices' next session resumes.
+    /// Where `/healthz`, `/metrics` and `/status` are served, if they are.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.operations.as_ref().map(|(addr, _)| *addr)
+    }
+
+    /// The embedded iroh relay server's URL (what devices set as their relay), if it runs.
+    pub fn iroh_relay_url(&self) -> Option<&RelayUrl> {
+        self.iroh_relay.as_ref().map(|(_, url)| url)
+    }
+
+    /// The network serving devices.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// Stops accepting, closes every connection and the endpoint, then the operations
+    /// endpoint and the iroh relay server. Sessions in flight end; every batch they applied
+    /// is committed (a batch is one transaction), and the devices' next session resumes.
     pub async fn shutdown(self) {
         self.network.shutdown().await;
+        self.stop.send_replace(true);
+        if let Some((_, task)) = self.operations {
+            // Once it ended, nothing of the endpoint holds the workspaces open.
+            let _ = task.await;
+        }
+        if let Some((server, _)) = self.iroh_relay
+            && let Err(e) = server.shutdown().await
+        {
+            tracing::warn!(error = %e, "iroh relay server did not stop cleanly");
+        }
     }
 }

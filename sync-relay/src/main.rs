@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use crmsync_relay::{Config, Relay, RelayError, TEMPLATE};
+use crmsync_relay::{Config, LiveStatus, Relay, RelayError, TEMPLATE};
 
 /// A self-hostable store-and-forward relay for crmsync workspaces.
 #[derive(Parser)]
@@ -34,7 +34,8 @@ enum Command {
         #[command(subcommand)]
         command: WorkspaceCommand,
     },
-    /// Prints the relay's node id, its workspaces and their record counts.
+    /// Prints the relay's node id, its workspaces and their record counts, and — asking the
+    /// running relay at `metrics_addr` — the devices connected now.
     Status {
         /// Config file.
         #[arg(long, default_value = "crmsync-relay.toml")]
@@ -108,6 +109,12 @@ fn run(cli: Cli) -> Result<(), RelayError> {
                 for addr in running.addr().ip_addrs() {
                     println!("listening on: {addr}");
                 }
+                if let Some(addr) = running.metrics_addr() {
+                    println!("operations on: http://{addr} (/healthz, /metrics, /status)");
+                }
+                if let Some(url) = running.iroh_relay_url() {
+                    println!("iroh relay on: {url}");
+                }
                 shutdown_signal().await;
                 tracing::info!("shutting down");
                 running.shutdown().await;
@@ -128,9 +135,15 @@ fn run(cli: Cli) -> Result<(), RelayError> {
             println!("workspace {id} added");
             Ok(())
         }
-        Command::Status { config } => {
-            let relay = Relay::open(Config::load(&config)?)?;
+        Command::Status { config: path } => {
+            let config = Config::load(&path)?;
+            if let Some(live) = ask_running_relay(&config, &path)? {
+                print_live(&live);
+                return Ok(());
+            }
+            let relay = Relay::open(config)?;
             println!("relay node id: {}", relay.node_id());
+            println!("state: not running");
             let workspaces = relay.workspaces().status()?;
             println!("workspaces: {}", workspaces.len());
             for w in workspaces {
@@ -140,6 +153,54 @@ fn run(cli: Cli) -> Result<(), RelayError> {
                 );
             }
             Ok(())
+        }
+    }
+}
+
+/// The running relay's status from its operations endpoint; `None` when nothing answers
+/// there (the relay is stopped, and its files can be read directly).
+fn ask_running_relay(
+    config: &Config,
+    path: &std::path::Path,
+) -> Result<Option<LiveStatus>, RelayError> {
+    let Some(addr) = config.metrics_addr else {
+        return Ok(None);
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| RelayError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let Ok((code, body)) = runtime.block_on(crmsync_relay::fetch(addr, "/status")) else {
+        return Ok(None);
+    };
+    if code != 200 {
+        return Err(RelayError::Http(format!(
+            "{addr}/status answered {code}: {}",
+            body.trim()
+        )));
+    }
+    serde_json::from_str(&body)
+        .map(Some)
+        .map_err(|e| RelayError::Http(format!("{addr}/status: {e}")))
+}
+
+fn print_live(live: &LiveStatus) {
+    println!("relay node id: {}", live.node_id);
+    println!("state: running, {} sessions active", live.active_sessions);
+    println!("workspaces: {}", live.workspaces.len());
+    for w in &live.workspaces {
+        println!(
+            "  {}  records: {}  revoked devices: {}  connected devices: {}",
+            w.id,
+            w.records,
+            w.revoked_devices,
+            w.connected_devices.len()
+        );
+        for device in &w.connected_devices {
+            println!("    {device}");
         }
     }
 }

@@ -1,15 +1,16 @@
-//! The relay's workspaces: one database file each, under `<data_dir>/workspaces/<id>.redb`.
+//! The relay's workspaces: the replicas it serves, opened from its storage.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
-use crmsync::net::{PublicKey, WorkspaceHost};
-use crmsync::{Engine, EngineOptions};
+use crmsync::Engine;
+use crmsync::net::{PublicKey, SessionEvent, WorkspaceHost};
 use iroh::SecretKey;
 use uuid::Uuid;
 
 use crate::RelayError;
+use crate::metrics::Metrics;
+use crate::storage::WorkspaceStorage;
 
 /// One workspace as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,54 +23,38 @@ pub struct WorkspaceStatus {
     pub revoked_devices: usize,
 }
 
-/// The open workspaces of a relay.
+/// The open workspaces of a relay, and the metrics of their sessions.
 pub struct Workspaces {
-    dir: PathBuf,
+    storage: Box<dyn WorkspaceStorage>,
     open: RwLock<BTreeMap<Uuid, Engine>>,
-}
-
-fn open_engine(path: &Path, id: Uuid) -> Result<Engine, RelayError> {
-    let mut options = EngineOptions::default();
-    options.store.workspace = Some(id);
-    Ok(Engine::open_with(path, options)?)
+    metrics: Metrics,
 }
 
 impl Workspaces {
-    /// Opens every workspace file under `data_dir`.
-    pub fn open(data_dir: &Path, key: &SecretKey) -> Result<Self, RelayError> {
-        let dir = data_dir.join("workspaces");
-        std::fs::create_dir_all(&dir).map_err(|source| RelayError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+    /// Opens every workspace in `storage`; each must hold a credential for this relay's node
+    /// key.
+    pub fn open(storage: Box<dyn WorkspaceStorage>, key: &SecretKey) -> Result<Self, RelayError> {
         let mut open = BTreeMap::new();
-        let entries = std::fs::read_dir(&dir).map_err(|source| RelayError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let id = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".redb"))
-                .and_then(|n| n.parse::<Uuid>().ok());
-            let Some(id) = id else { continue };
-            let engine = open_engine(&path, id)?;
+        for id in storage.list()? {
+            let engine = storage.open(id)?;
             if engine
                 .credential()?
                 .is_none_or(|c| c.device() != key.public())
             {
                 return Err(RelayError::Workspace {
                     id,
-                    reason: "its file holds no credential for this relay's node key".into(),
+                    reason: format!(
+                        "{} holds no credential for this relay's node key",
+                        storage.location(id)
+                    ),
                 });
             }
             open.insert(id, engine);
         }
         Ok(Self {
-            dir,
+            storage,
             open: RwLock::new(open),
+            metrics: Metrics::new(),
         })
     }
 
@@ -106,7 +91,7 @@ impl Workspaces {
         let mut open = self.open.write().unwrap_or_else(|p| p.into_inner());
         let engine = match open.get(&id) {
             Some(engine) => engine.clone(),
-            None => open_engine(&self.dir.join(format!("{id}.redb")), id)?,
+            None => self.storage.open(id)?,
         };
         engine.set_node_key(key)?;
         engine.join(credential)?;
@@ -128,6 +113,17 @@ impl Workspaces {
             .collect()
     }
 
+    /// The ids of the workspaces served.
+    pub fn ids(&self) -> Vec<Uuid> {
+        let open = self.open.read().unwrap_or_else(|p| p.into_inner());
+        open.keys().copied().collect()
+    }
+
+    /// The metrics of their sessions.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
     /// The replica of one workspace.
     pub fn get(&self, id: Uuid) -> Option<Engine> {
         let open = self.open.read().unwrap_or_else(|p| p.into_inner());
@@ -138,5 +134,9 @@ impl Workspaces {
 impl WorkspaceHost for Workspaces {
     fn replica(&self, workspace: Uuid) -> Option<Engine> {
         self.get(workspace)
+    }
+
+    fn session_ended(&self, event: &SessionEvent<'_>) {
+        self.metrics.session_ended(event);
     }
 }

@@ -1,8 +1,9 @@
 //! The relay as a library, in-process on loopback: store-and-forward and refusals.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-use crmsync::net::{NetError, NetOptions, Refusal, Role};
+use crmsync::net::{EndpointAddr, NetError, NetOptions, Refusal, Role};
 use crmsync::{Engine, EngineOptions, NewRecord, Patch, RecordId, RecordType, Value};
 use crmsync_relay::{Config, Relay, RunningRelay};
 
@@ -10,12 +11,18 @@ fn loopback_config(dir: &std::path::Path) -> Config {
     Config {
         data_dir: dir.join("relay"),
         bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..Config::default()
     }
 }
 
 /// A relay serving the admin's workspace, with the credential the admin issued it.
 async fn relay_for(admin: &Engine, dir: &std::path::Path) -> (Relay, RunningRelay) {
-    let relay = Relay::open(loopback_config(dir)).unwrap();
+    relay_with(admin, loopback_config(dir)).await
+}
+
+async fn relay_with(admin: &Engine, config: Config) -> (Relay, RunningRelay) {
+    let relay = Relay::open(config).unwrap();
     let credential = admin
         .invite_device(relay.node_id(), Role::Member, None)
         .unwrap();
@@ -170,5 +177,244 @@ async fn the_relay_refuses_outsiders_revoked_devices_and_read_only_pushes() {
     for n in [na, ns, nr, nro] {
         n.shutdown().await;
     }
+    running.shutdown().await;
+}
+
+/// Waits until `done` holds, for at most 10 s; returns how long it took.
+async fn eventually(what: &str, done: impl Fn() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{what}: not within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_devices_receive_each_others_edits_without_asking() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = admin();
+    let b = invited(&a, Role::Member);
+    let c = invited(&a, Role::Member);
+    let (_relay, running) = relay_for(&a, dir.path()).await;
+    let mut networks = Vec::new();
+    for device in [&a, &b, &c] {
+        let network = device.enable_network(NetOptions::loopback()).await.unwrap();
+        network.sync_with(running.addr()).await.unwrap();
+        networks.push(network);
+    }
+
+    // A syncs once; B and C never ask (no background mode): only the relay's push can deliver.
+    let acme = company(&a, "Acme");
+    networks[0].sync_with(running.addr()).await.unwrap();
+    let took = eventually("B and C receive A's record", || {
+        name_of(&b, acme).is_some() && name_of(&c, acme).is_some()
+    })
+    .await;
+    eprintln!("A's edit reached B and C in {took:?} after A's session");
+
+    // B's edit travels back to A and on to C the same way.
+    b.update(acme, Patch::new().set("name", "Acme Ltd"))
+        .unwrap();
+    networks[1].sync_with(running.addr()).await.unwrap();
+    eventually("A and C receive B's rename", || {
+        name_of(&a, acme) == Some(Value::from("Acme Ltd"))
+            && name_of(&c, acme) == Some(Value::from("Acme Ltd"))
+    })
+    .await;
+    for n in networks {
+        n.shutdown().await;
+    }
+    running.shutdown().await;
+}
+
+/// The value of the sample of `name` whose labels include every one of `labels`.
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && labels.iter().all(|want| l.contains(want)))
+        .find_map(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_metrics_and_status_are_served_on_their_own_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = admin();
+    company(&a, "Acme");
+    company(&a, "Globex");
+    let (_relay, running) = relay_for(&a, dir.path()).await;
+    let ops = running.metrics_addr().expect("served by default");
+    let na = a.enable_network(NetOptions::loopback()).await.unwrap();
+    na.sync_with(running.addr()).await.unwrap();
+    let stranger = admin();
+    let ns = stranger
+        .enable_network(NetOptions::loopback())
+        .await
+        .unwrap();
+    ns.sync_with(running.addr()).await.unwrap_err();
+
+    assert_eq!(
+        crmsync_relay::fetch(ops, "/healthz").await.unwrap(),
+        (200, "ok\n".to_string())
+    );
+    let (code, metrics) = crmsync_relay::fetch(ops, "/metrics").await.unwrap();
+    assert_eq!(code, 200);
+    let ws = format!("workspace=\"{}\"", a.workspace_id());
+    let ok_sessions = sample(
+        &metrics,
+        "crmsync_relay_sessions_total",
+        &[&ws, "direction=\"incoming\"", "outcome=\"ok\""],
+    );
+    assert_eq!(ok_sessions, Some(1.0), "{metrics}");
+    assert_eq!(
+        sample(&metrics, "crmsync_relay_records_applied_total", &[&ws]),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert!(sample(&metrics, "crmsync_relay_received_bytes_total", &[&ws]).unwrap() > 0.0);
+    // The stranger's workspace is not served: counted without echoing its id.
+    assert_eq!(
+        sample(
+            &metrics,
+            "crmsync_relay_refused_peers_total",
+            &["workspace=\"none\"", "reason=\"unknown_workspace\""]
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(!metrics.contains(&stranger.workspace_id().to_string()));
+    assert_eq!(
+        sample(&metrics, "crmsync_relay_connected_devices", &[&ws]),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    let (code, status) = crmsync_relay::fetch(ops, "/status").await.unwrap();
+    assert_eq!(code, 200);
+    let status: crmsync_relay::LiveStatus = serde_json::from_str(&status).unwrap();
+    assert_eq!(status.workspaces.len(), 1);
+    assert_eq!(status.workspaces[0].records, 2);
+    assert_eq!(
+        status.workspaces[0].connected_devices,
+        vec![na.node_id().to_string()]
+    );
+    assert_eq!(crmsync_relay::fetch(ops, "/nope").await.unwrap().0, 404);
+    na.shutdown().await;
+    ns.shutdown().await;
+    running.shutdown().await;
+}
+
+/// Opens a stream to `target` and sends a byte of a handshake that never completes, so the
+/// peer holds a session slot for it.
+async fn silent_session(target: EndpointAddr) -> iroh::Endpoint {
+    use iroh::endpoint::{PortmapperConfig, presets};
+    let endpoint = iroh::Endpoint::builder(presets::Minimal)
+        .relay_mode(iroh::RelayMode::Disabled)
+        .clear_address_lookup()
+        .portmapper_config(PortmapperConfig::Disabled)
+        .clear_ip_transports()
+        .bind_addr("127.0.0.1:0")
+        .unwrap()
+        .bind()
+        .await
+        .unwrap();
+    let conn = endpoint.connect(target, crmsync::net::ALPN).await.unwrap();
+    let (mut send, _recv) = conn.open_bi().await.unwrap();
+    send.write_all(&[0]).await.unwrap();
+    // Keep the stream open (the endpoint owns the connection).
+    std::mem::forget(send);
+    endpoint
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_refuse_with_a_reason_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = admin();
+    let config = Config {
+        max_sessions: 1,
+        max_frame_bytes: 64 << 10,
+        device_bytes_per_minute: 40_000,
+        ..loopback_config(dir.path())
+    };
+    let (relay, running) = relay_with(&a, config).await;
+    let ws = a.workspace_id();
+    let records = || {
+        relay
+            .workspaces()
+            .get(ws)
+            .unwrap()
+            .store()
+            .all_heads()
+            .unwrap()
+    };
+    // Batches well under the relay's largest frame.
+    let mut options = NetOptions::loopback();
+    options.sync.batch_records = 50;
+    let na = a.enable_network(options).await.unwrap();
+
+    // Busy: a silent client holds the only session slot.
+    let hog = silent_session(running.addr()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    company(&a, "Acme");
+    let err = na.sync_with(running.addr()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            NetError::RefusedByPeer(Refusal::Busy { max_sessions: 1 })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("maximum of 1 sessions"), "{err}");
+    assert!(records().is_empty());
+    hog.close().await;
+    // The slot is freed when the silent client goes.
+    eventually("the slot is free", || {
+        running.network().active_sessions() == 0
+    })
+    .await;
+    na.sync_with(running.addr()).await.unwrap();
+    assert_eq!(records().len(), 1);
+
+    // Frame size: a device sends one record larger than the relay's largest frame.
+    let f = invited(&a, Role::Member);
+    f.create(
+        NewRecord::new(RecordType::Activity)
+            .with("kind", "note")
+            .with("body", "x".repeat(100 << 10)),
+    )
+    .unwrap();
+    let nf = f.enable_network(NetOptions::loopback()).await.unwrap();
+    let before = records();
+    let err = nf.sync_with(running.addr()).await.unwrap_err();
+    assert!(err.to_string().contains("65536"), "names the limit: {err}");
+    assert_eq!(records(), before);
+    nf.shutdown().await;
+
+    // Bytes per minute: a burst of records exceeds the device's budget; the session is cut,
+    // and the next one is refused with the time to wait.
+    for i in 0..120 {
+        a.create(
+            NewRecord::new(RecordType::Activity)
+                .with("kind", "note")
+                .with("body", format!("{i} {}", "y".repeat(300))),
+        )
+        .unwrap();
+    }
+    na.sync_with(running.addr())
+        .await
+        .expect_err("over the budget");
+    let err = na.sync_with(running.addr()).await.unwrap_err();
+    match &err {
+        NetError::RefusedByPeer(Refusal::RateLimited {
+            bytes_per_minute: 40_000,
+            retry_after_secs,
+        }) => assert!(*retry_after_secs >= 1),
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("40000 bytes per minute"), "{err}");
+    na.shutdown().await;
     running.shutdown().await;
 }
