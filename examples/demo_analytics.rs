@@ -48,14 +48,12 @@ fn companies_by_name(engine: &Engine) -> anyhow::Result<HashMap<String, RecordId
 /// stored yet are created as companies first.
 pub fn load_sample(engine: &Engine) -> anyhow::Result<()> {
     let known = companies_by_name(engine)?;
-    // The first column is the customer. The sample file quotes no field, so a split on the
-    // first comma reads it; no CSV crate is needed, which keeps this module buildable from
-    // both the core crate and the relay crate (the main demo is the relay's example).
+    let mut reader = csv::Reader::from_reader(ORDERS.as_bytes());
     let mut missing = BTreeSet::new();
-    for line in ORDERS.lines().skip(1).filter(|l| !l.trim().is_empty()) {
-        let name = line.split(',').next().context("customer column")?;
-        if !known.contains_key(name) {
-            missing.insert(name.to_string());
+    for row in reader.records() {
+        let name = row?.get(0).context("customer column")?.to_string();
+        if !known.contains_key(&name) {
+            missing.insert(name);
         }
     }
     engine.create_many(
