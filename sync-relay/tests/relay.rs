@@ -418,3 +418,40 @@ async fn limits_refuse_with_a_reason_and_change_nothing() {
     na.shutdown().await;
     running.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_reach_the_relay_through_its_embedded_iroh_relay() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = admin();
+    let b = invited(&a, Role::Member);
+    let acme = company(&a, "Acme");
+    let config = Config {
+        iroh_relay_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        ..loopback_config(dir.path())
+    };
+    let (_relay, running) = relay_with(&a, config).await;
+    let url = running.iroh_relay_url().expect("embedded relay runs").clone();
+    assert!(
+        running
+            .addr()
+            .addrs
+            .contains(&iroh::TransportAddr::Relay(url.clone())),
+        "the relay's address names its iroh relay"
+    );
+    // Devices know the relay by node id and iroh relay URL only: no direct address.
+    let by_url = EndpointAddr::from_parts(
+        running.addr().id,
+        [iroh::TransportAddr::Relay(url.clone())],
+    );
+    let options = NetOptions {
+        relay_url: Some(url),
+        ..NetOptions::loopback()
+    };
+    for device in [&a, &b] {
+        let network = device.enable_network(options.clone()).await.unwrap();
+        network.sync_with(by_url.clone()).await.unwrap();
+        network.shutdown().await;
+    }
+    assert_eq!(name_of(&b, acme), Some(Value::from("Acme")));
+    running.shutdown().await;
+}
