@@ -8,7 +8,7 @@ use crmsync::Error;
 use crmsync::analytics::AnalyticsError;
 use crmsync::net::NetError;
 use crmsync::search::SearchError;
-use crmsync::sync::SyncError;
+use crmsync::sync::{AbortCode, SyncError};
 
 use crate::net::Refusal;
 use crate::record::RowError;
@@ -236,6 +236,22 @@ pub enum CrmError {
         /// What to do.
         detail: String,
     },
+    /// This device refused a read-only member's changes: the peer sent changes although its
+    /// credential only lets it receive. None of them were applied and the session ended. A
+    /// read-only device running this library never sends changes, so this means an outdated
+    /// or altered app on the peer; invite the device as a member to accept its edits.
+    #[error("{detail}")]
+    ReadOnlyPeer {
+        /// The core's message, with what happened to the changes.
+        detail: String,
+    },
+    /// The peer refused this device's changes because this device is a read-only member of
+    /// the workspace. Nothing this device sent was applied there; it still receives changes.
+    #[error("{detail}")]
+    RefusedAsReadOnly {
+        /// The peer's message.
+        detail: String,
+    },
     /// A sync session failed (protocol, version or workspace mismatch, timeout, the peer
     /// aborted). Batches applied before stay; the next session resumes.
     #[error("{detail}")]
@@ -384,6 +400,19 @@ impl From<SyncError> for CrmError {
             SyncError::Store(e) => CrmError::from(*e),
             SyncError::Io(e) => CrmError::Connection {
                 detail: e.to_string(),
+            },
+            SyncError::ReadOnlyPeer => CrmError::ReadOnlyPeer {
+                detail: "refused the peer's changes: it is a read-only member of the workspace, \
+                         so none of them were applied (its app sends changes it may not send)"
+                    .to_string(),
+            },
+            SyncError::Remote {
+                code: AbortCode::ReadOnly,
+                ..
+            } => CrmError::RefusedAsReadOnly {
+                detail: "the peer refused this device's changes: this device is a read-only \
+                         member of the workspace, so nothing it sent was applied"
+                    .to_string(),
             },
             other => CrmError::Sync {
                 detail: other.to_string(),

@@ -118,6 +118,24 @@ pub enum Refusal {
     },
     /// The workspace admin revoked the device.
     Revoked,
+    /// The peer (a relay, say) does not host the credential's workspace.
+    UnknownWorkspace {
+        /// The credential's workspace id.
+        workspace: String,
+    },
+    /// The peer already serves as many sessions as it allows at once; retry later
+    /// (background mode does, with backoff).
+    Busy {
+        /// The peer's limit of sessions at once.
+        max_sessions: u32,
+    },
+    /// This device used up the bytes per minute the peer allows it.
+    RateLimited {
+        /// The peer's limit.
+        bytes_per_minute: u64,
+        /// Seconds until the budget allows a session again.
+        retry_after_secs: u32,
+    },
     /// A reason this version of the bindings does not know.
     Other {
         /// The core's message.
@@ -147,6 +165,17 @@ impl From<core_net::Refusal> for Refusal {
                 expired_at: to_instant(expired_at),
             },
             R::Revoked => Refusal::Revoked,
+            R::UnknownWorkspace { workspace } => Refusal::UnknownWorkspace {
+                workspace: workspace.to_string(),
+            },
+            R::Busy { max_sessions } => Refusal::Busy { max_sessions },
+            R::RateLimited {
+                bytes_per_minute,
+                retry_after_secs,
+            } => Refusal::RateLimited {
+                bytes_per_minute,
+                retry_after_secs,
+            },
             // `Refusal` is non-exhaustive: a reason added later still arrives with its message.
             other => Refusal::Other {
                 detail: other.to_string(),
