@@ -1,7 +1,7 @@
 //! Analytics: pipeline report, stage funnel, RFM segments, customer lifetime value, service
-//! statistics, sales forecast, product associations and recommendations, and the visit plan,
-//! as `async` calls on [`Engine`]. Options leave out what has a core
-//! default; the formulas are in the core's `analytics` module.
+//! statistics, sales forecast, product associations and recommendations, the visit plan, and
+//! the rows they read (order facts and baskets), as `async` calls on [`Engine`]. Options leave
+//! out what has a core default; the formulas are in the core's `analytics` module.
 
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -11,7 +11,7 @@ use crmsync::analytics::{self as an, Rates};
 use crate::engine::Engine;
 use crate::error::CrmError;
 use crate::runtime::run_blocking;
-use crate::value::{Money, parse_currency, parse_date, parse_id, to_usize, to_utc};
+use crate::value::{Money, parse_currency, parse_date, parse_id, to_instant, to_usize, to_utc};
 
 /// Exchange rates into one reporting currency, given by the app (analytics never fetch
 /// rates). Amounts in another currency without a rate make the analysis fail with `Analytics`.
@@ -32,6 +32,32 @@ impl TryFrom<ExchangeRates> for Rates {
             rates = rates.with_rate(parse_currency(&code)?, rate)?;
         }
         Ok(rates)
+    }
+}
+
+/// One sold order as the analytics read it: who bought, when, and for how much. RFM, the
+/// lifetime value and the sales forecast are computed from these rows.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct OrderFact {
+    /// The order's id.
+    pub order: String,
+    /// The buying contact or company, when the order links one.
+    pub customer: Option<String>,
+    /// When it was ordered (its `ordered_at`).
+    pub at: SystemTime,
+    /// Its value: the `total` field when set, else the sum of quantity × unit price over its
+    /// lines.
+    pub total: Money,
+}
+
+impl From<an::OrderFact> for OrderFact {
+    fn from(f: an::OrderFact) -> Self {
+        OrderFact {
+            order: f.order.to_string(),
+            customer: f.customer.map(|c| c.to_string()),
+            at: to_instant(f.at),
+            total: f.total.into(),
+        }
     }
 }
 
@@ -840,6 +866,35 @@ impl From<an::VisitCandidate> for VisitCandidate {
 
 #[uniffi::export]
 impl Engine {
+    /// Every sold order as an [`OrderFact`], in the store's order. An order counts as sold
+    /// unless it is deleted, a `draft` or `cancelled`, has no `ordered_at`, or has neither a
+    /// `total` nor priced lines. Fails with `Analytics` if a counted order's lines mix
+    /// currencies.
+    pub async fn order_facts(&self) -> Result<Vec<OrderFact>, CrmError> {
+        let engine = self.core()?;
+        run_blocking(move || {
+            let facts = engine.order_facts()?;
+            Ok(facts.into_iter().map(OrderFact::from).collect())
+        })
+        .await
+    }
+
+    /// One basket per sold order with items: its distinct items, each named by the line's
+    /// SKU, else the linked product's SKU, else the product's id. Sold orders without items
+    /// are left out. Items keep the order in which they first appear across all baskets. This
+    /// is what `product_associations` reads.
+    pub async fn order_baskets(&self) -> Result<Vec<Vec<String>>, CrmError> {
+        let engine = self.core()?;
+        run_blocking(move || {
+            let baskets = engine.order_baskets()?;
+            Ok(baskets
+                .iter()
+                .map(|items| items.into_iter().map(str::to_string).collect())
+                .collect())
+        })
+        .await
+    }
+
     /// Monthly revenue from the orders and its forecast (Holt-Winters, or Holt's linear trend
     /// with too little history for seasons).
     pub async fn sales_forecast(

@@ -128,6 +128,16 @@ fn changes(events: Vec<crmsync::ChangeEvent>) -> Vec<Change> {
     events.into_iter().map(Change::from).collect()
 }
 
+/// The search index directory of the database file at `path`: beside it, named after it
+/// (`crm.redb` → `crm.redb.search`). An app that deletes or moves a database file does the same
+/// with this directory; deleting it alone is safe, the index is rebuilt on the next open.
+#[uniffi::export]
+pub fn search_dir(path: String) -> String {
+    crmsync::Engine::search_dir(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
 #[uniffi::export]
 impl Engine {
     /// Opens (or creates) the database file at `path`.

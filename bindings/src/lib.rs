@@ -6,17 +6,18 @@
 //!
 //! - [`Engine`]: open a database file ([`Engine::open`]) or an in-memory one, then create, get,
 //!   update, delete, restore, list, search, history, conflicts, CSV import and export, the merge
-//!   path sync uses, and analytics. Calls that may take long (`list`, `search`, imports,
-//!   exports, analytics) are `async` and run on one shared tokio runtime, off the caller's
-//!   thread.
+//!   path sync uses, and analytics (with the order facts and baskets they read); [`search_dir`]
+//!   names a database file's search index directory. Calls that may take long (`list`,
+//!   `search`, imports, exports, analytics) are `async` and run on one shared tokio runtime, off
+//!   the caller's thread.
 //! - [`FieldValue`]: the typed value of a field; [`FieldOp`]: one edit of a patch.
 //! - [`CrmError`]: the one error type; every core error maps to one variant with its message.
 //! - [`ChangeListener`]: a foreign callback told which records changed (local writes and
 //!   merges), on a thread of its own, until [`ListenerHandle::unregister`].
 //! - Membership on [`Engine`] (`node_id`, `init_admin`, `invite_device`, `join`, `revoke`,
-//!   `credential`; [`credential_info`] reads a credential's text) and [`Network`], the
-//!   peer-to-peer sync handle `Engine::enable_network` returns: `sync_with` a peer's
-//!   [`PeerAddr`], background mode, [`NetStatus`] and a [`NetStatusListener`].
+//!   `credential`, `revocations`; [`credential_info`] reads a credential's text) and
+//!   [`Network`], the peer-to-peer sync handle `Engine::enable_network` returns: `sync_with` a
+//!   peer's [`PeerAddr`], background mode, [`NetStatus`] and a [`NetStatusListener`].
 //!
 //! ```
 //! use std::collections::HashMap;
@@ -47,16 +48,16 @@ mod value;
 pub use analytics::{
     AprioriOptions, AssociationRule, Associations, CltvOptions, CltvRow, ExchangeRates, Factor,
     FactorKind, ForecastMethod, ForecastModel, ForecastOptions, FunnelReport, FunnelStage,
-    GroupTotals, Itemset, MonthValue, PipelineOptions, PipelineReport, Recommendation,
+    GroupTotals, Itemset, MonthValue, OrderFact, PipelineOptions, PipelineReport, Recommendation,
     RepeatCustomer, RfmOptions, RfmRow, SalesForecast, Segment, ServiceOptions, ServiceStats,
     Smoothing, Totals, VisitCandidate, VisitPlanOptions, VisitWeights,
 };
-pub use engine::{Engine, OpenOptions};
+pub use engine::{Engine, OpenOptions, search_dir};
 pub use error::CrmError;
 pub use listener::{Change, ChangeKind, ChangeListener, ListenerHandle};
 pub use net::{
     CredentialInfo, NetStatus, NetStatusListener, Network, NetworkOptions, PeerAddr, PeerStatus,
-    ReconcileMode, Refusal, Role, SyncReport, credential_info,
+    ReconcileMode, Refusal, Revocation, Role, SyncReport, credential_info,
 };
 pub use record::{
     ChangeBatch, Conflict, FieldChange, Filter, FilterOp, HistoryEntry, ImportReport, ListQuery,

@@ -79,6 +79,26 @@ impl From<&core_net::Credential> for CredentialInfo {
     }
 }
 
+/// The workspace admin's signed statement that a device is no longer a member, as this device
+/// knows it. Revocations travel with every sync session, so each device learns them from
+/// whichever peer it meets, and refuses the revoked device from then on.
+#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
+pub struct Revocation {
+    /// The revoked device's node id.
+    pub device: String,
+    /// When the admin revoked it (whole seconds); absent if out of the platform's range.
+    pub revoked_at: Option<SystemTime>,
+}
+
+impl From<&core_net::Revocation> for Revocation {
+    fn from(r: &core_net::Revocation) -> Self {
+        Revocation {
+            device: r.device().to_string(),
+            revoked_at: r.revoked_at().map(to_instant),
+        }
+    }
+}
+
 /// Reads a credential's text (as `Engine.invite_device` returns it): its workspace, device,
 /// role and expiry. A new device opens its engine with `workspace_id` set to the credential's
 /// workspace, then calls `join`. Fails with `InvalidCredential` if the text does not parse.
@@ -622,11 +642,18 @@ impl Engine {
         Ok(CredentialInfo::from(&self.core()?.join(&credential)?))
     }
 
-    /// Revokes the device with `node_id` (admin only). Peers learn it at their next sync with
-    /// any device that knows it, and refuse the device from then on.
-    pub fn revoke(&self, node_id: String) -> Result<(), CrmError> {
-        self.core()?.revoke(parse_node_id(&node_id)?)?;
-        Ok(())
+    /// Revokes the device with `node_id` (admin only) and returns the revocation. Peers learn
+    /// it at their next sync with any device that knows it, and refuse the device from then on.
+    pub fn revoke(&self, node_id: String) -> Result<Revocation, CrmError> {
+        let revocation = self.core()?.revoke(parse_node_id(&node_id)?)?;
+        Ok(Revocation::from(&revocation))
+    }
+
+    /// The revocations this device knows: its own (on the admin's device) and those learned
+    /// from peers, in the order it learned them.
+    pub fn revocations(&self) -> Result<Vec<Revocation>, CrmError> {
+        let revocations = self.core()?.revocations()?;
+        Ok(revocations.iter().map(Revocation::from).collect())
     }
 
     /// This device's credential, if it joined (or administers) a workspace.

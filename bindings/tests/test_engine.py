@@ -668,6 +668,90 @@ def test_change_listener_sees_merges_and_survives_its_own_exceptions(workspace):
     b.close_database()
 
 
+def test_order_facts_and_baskets_are_the_rows_the_analytics_read(engine):
+    acme = company(engine, "Acme")
+    globex = company(engine, "Globex")
+    bolt = engine.create("product", {"sku": text("BOLT-8"), "name": text("Bolt")})
+    usd = lambda minor: Money(minor=minor, currency="USD")  # noqa: E731
+
+    def line(price, sku=None, product=None, quantity=1):
+        return OrderLine(sku=sku, product=product, quantity=quantity, unit_price=price)
+
+    def new_order(customer, day, lines=None, total=None, status=None):
+        fields = {"ordered_at": FieldValue.TIMESTAMP(value=day)}
+        if customer is not None:
+            fields["customer"] = FieldValue.LINK(id=customer)
+        if lines is not None:
+            fields["lines"] = FieldValue.LINES(lines=lines)
+        if total is not None:
+            fields["total"] = FieldValue.MONEY(minor=total.minor, currency=total.currency)
+        if status is not None:
+            fields["status"] = text(status)
+        return engine.create("order", fields)
+
+    march = dt.datetime(2025, 3, 1, 10, 30, tzinfo=UTC)
+    # The total wins over the lines.
+    totalled = new_order(
+        acme.id, march, [line(usd(1000), "NUT", quantity=2), line(usd(500), "BOLT-8")], usd(2400)
+    )
+    # No total: quantity x unit price over the lines; a line linking a product is named by its
+    # SKU.
+    from_lines = new_order(
+        globex.id,
+        march + dt.timedelta(days=4),
+        [line(usd(700), product=bolt.id, quantity=3), line(usd(100), "WASHER")],
+    )
+    # A sale without lines: a fact, but no basket.
+    no_lines = new_order(None, march + dt.timedelta(days=31), total=Money(minor=999, currency="EUR"))
+    # Not sales: a draft, a cancelled order, a deleted one, one without total or lines.
+    new_order(acme.id, march, [line(usd(1), "DRAFTED")], usd(1), status="draft")
+    new_order(acme.id, march, [line(usd(1), "CANCELLED")], usd(1), status="cancelled")
+    engine.delete(new_order(acme.id, march, [line(usd(1), "GONE")], usd(1)).id)
+    new_order(acme.id, march)
+
+    facts = run(engine.order_facts())
+    assert {f.order: (f.customer, f.at, f.total) for f in facts} == {
+        totalled.id: (acme.id, march, usd(2400)),
+        from_lines.id: (globex.id, march + dt.timedelta(days=4), usd(2200)),
+        no_lines.id: (None, march + dt.timedelta(days=31), Money(minor=999, currency="EUR")),
+    }
+    assert all(isinstance(f, crmsync.OrderFact) for f in facts)
+
+    baskets = run(engine.order_baskets())
+    assert sorted(sorted(b) for b in baskets) == [["BOLT-8", "NUT"], ["BOLT-8", "WASHER"]]
+    # The same baskets product_associations counts.
+    associations = run(engine.product_associations(crmsync.AprioriOptions(min_support=0.5)))
+    assert associations.baskets == len(baskets) == 2
+    assert (["BOLT-8"], 2) in [(i.items, i.count) for i in associations.itemsets]
+
+    # Lines in two currencies and no total: the facts cannot be read, and the error says why.
+    mixed = new_order(
+        acme.id, march, [line(usd(100), "A"), line(Money(minor=100, currency="EUR"), "B")]
+    )
+    with pytest.raises(CrmError.Analytics, match=f"order {mixed.id} has lines in USD and EUR"):
+        run(engine.order_facts())
+    # Baskets do not need prices.
+    assert len(run(engine.order_baskets())) == 3
+
+
+def test_search_dir_names_the_index_beside_the_database_file(tmp_path):
+    path = str(tmp_path / "crm.redb")
+    assert crmsync.search_dir(path) == path + ".search"
+    e = crmsync.Engine.open(path)
+    company(e, "Acme")
+    e.close_database()
+    index = tmp_path / "crm.redb.search"
+    assert index.is_dir() and any(index.iterdir())
+    # Deleting it is safe: the next open rebuilds it.
+    import shutil
+
+    shutil.rmtree(crmsync.search_dir(path))
+    again = crmsync.Engine.open(path)
+    assert [h.title for h in run(again.search("acme")).hits] == ["Acme"]
+    again.close_database()
+    assert index.is_dir()
+
+
 # ---------------------------------------------------------------- close and reopen
 
 

@@ -60,6 +60,8 @@ ENGINE_METHODS = {
     "product_associations": True,
     "recommend_products": True,
     "visit_plan": True,
+    "order_facts": True,
+    "order_baskets": True,
     "schema": False,
     "node_id": False,
     "init_admin": False,
@@ -67,6 +69,7 @@ ENGINE_METHODS = {
     "join": False,
     "revoke": False,
     "credential": False,
+    "revocations": False,
     "enable_network": True,
 }
 NETWORK_METHODS = {
@@ -82,7 +85,8 @@ NETWORK_METHODS = {
     "is_shut_down": False,
 }
 LISTENER_HANDLE_METHODS = ["unregister", "is_active"]
-FUNCTIONS = ["credential_info"]
+# Top-level functions, and whether they can fail.
+FUNCTIONS = {"credential_info": True, "search_dir": False}
 
 RECORDS = [
     "Record", "NewRecord", "Money", "OrderLine", "FieldDef", "Stage", "HistoryEntry",
@@ -94,7 +98,7 @@ RECORDS = [
     "ForecastModel", "MonthValue", "SalesForecast", "AprioriOptions", "Itemset", "AssociationRule",
     "Associations", "Recommendation", "VisitWeights", "VisitPlanOptions", "Factor",
     "VisitCandidate", "SchemaField", "SchemaType", "Schema", "CredentialInfo", "NetworkOptions",
-    "PeerAddr", "SyncReport", "PeerStatus", "NetStatus",
+    "PeerAddr", "SyncReport", "PeerStatus", "NetStatus", "OrderFact", "Revocation",
 ]
 ENUMS = {
     "FieldValue": ["Text", "LongText", "Int", "Money", "Bool", "Timestamp", "Date", "Enum",
@@ -110,7 +114,7 @@ ENUMS = {
     "FactorKind": ["OpenDeals", "Inactivity", "AtRisk", "OpenCases"],
     "Role": ["Admin", "Member", "ReadOnly"],
     "Refusal": ["NoCredential", "OtherWorkspace", "UnknownAdmin", "BadSignature", "NodeMismatch",
-                "Expired", "Revoked", "Other"],
+                "Expired", "Revoked", "UnknownWorkspace", "Busy", "RateLimited", "Other"],
     "ReconcileMode": ["Cursor", "Ranges"],
 }
 ERROR_VARIANTS = [
@@ -118,7 +122,7 @@ ERROR_VARIANTS = [
     "Document", "TypeMismatch", "Import", "Io", "Analytics", "InvalidInput", "Closed", "Internal",
     "NotJoined", "AlreadyJoined", "NotAdmin", "InvalidCredential", "WrongWorkspace",
     "NotForThisDevice", "PeerRefused", "RefusedByPeer", "Handshake", "Bind", "Connect",
-    "Connection", "NetworkClosed", "Sync",
+    "Connection", "NetworkClosed", "ReadOnlyPeer", "RefusedAsReadOnly", "Sync",
 ]
 
 
@@ -172,8 +176,9 @@ def test_kotlin_declares_every_object_method_and_type(kotlin):
     assert missing == []
     assert "public interface NetStatusListener" in kotlin
     assert re.search(r"fun `onStatus`\(`status`: NetStatus\)", kotlin)
-    for name in FUNCTIONS:
-        assert re.search(rf"@Throws\(CrmException::class\) fun `{camel(name)}`\(", kotlin), name
+    for name, throws in FUNCTIONS.items():
+        prefix = r"@Throws\(CrmException::class\) fun" if throws else r"(?<!\) )fun"
+        assert re.search(rf"{prefix} `{camel(name)}`\(", kotlin), name
     for name in LISTENER_HANDLE_METHODS:
         assert kotlin_fun(kotlin, name, False), name
     for name in RECORDS:
@@ -207,8 +212,9 @@ def test_swift_declares_every_object_method_and_type(swift):
     assert missing == []
     assert re.search(r"public protocol NetStatusListener\b", swift)
     assert re.search(r"func onStatus\(status: NetStatus\) throws", swift)
-    for name in FUNCTIONS:
-        assert re.search(rf"public func {camel(name)}\([^)]*\)\s*throws\s*->", swift), name
+    for name, throws in FUNCTIONS.items():
+        tail = r"\s*throws\s*->" if throws else r"\s*->"
+        assert re.search(rf"public func {camel(name)}\([^)]*\){tail}", swift), name
     for name in LISTENER_HANDLE_METHODS:
         assert swift_func(swift, name, False), name
     for name in RECORDS:
@@ -241,3 +247,51 @@ def test_every_python_method_exists_in_kotlin_and_swift(kotlin, swift):
             assert re.search(rf"func `?{camel(name)}`?\(", swift), (cls, name)
     for name in FUNCTIONS:
         assert callable(getattr(crmsync, name)), name
+
+
+def squeezed(source):
+    """The source without comments and whitespace, so that shapes match however the generator
+    lays out declarations and their doc comments."""
+    source = re.sub(r"/\*.*?\*/", "", source, flags=re.S)
+    source = re.sub(r"//[^\n]*", "", source)
+    return re.sub(r"\s+", "", source)
+
+
+def test_the_calls_bound_last_have_their_types(kotlin, swift):
+    """Order facts and baskets, revocations, the search directory, the `UnknownWorkspace`
+    refusal and the read-only errors, with the types the app sees (patterns without spaces)."""
+    kotlin = squeezed(kotlin)
+    for pattern in [
+        r"suspendfun`orderFacts`\(\):List<OrderFact>",
+        r"suspendfun`orderBaskets`\(\):List<List<kotlin.String>>",
+        r"fun`revocations`\(\):List<Revocation>",
+        r"fun`revoke`\(`nodeId`:kotlin.String\):Revocation",
+        r"fun`searchDir`\(`path`:kotlin.String\):kotlin.String",
+        r"dataclassOrderFact\(var`order`:kotlin.String,var`customer`:kotlin.String\?,"
+        r"var`at`:java.time.Instant,var`total`:Money\)",
+        r"dataclassRevocation\(var`device`:kotlin.String,var`revokedAt`:java.time.Instant\?\)",
+        r"dataclassUnknownWorkspace\(val`workspace`:kotlin.String\)",
+        r"dataclassBusy\(val`maxSessions`:kotlin.UInt\)",
+        r"dataclassRateLimited\(val`bytesPerMinute`:kotlin.ULong,val`retryAfterSecs`:kotlin.UInt\)",
+        r"classReadOnlyPeer\(val`detail`:kotlin.String\):CrmException\(\)",
+        r"classRefusedAsReadOnly\(val`detail`:kotlin.String\):CrmException\(\)",
+    ]:
+        assert re.search(pattern, kotlin), pattern
+    swift = squeezed(swift)
+    for pattern in [
+        r"funcorderFacts\(\)asyncthrows->\[OrderFact\]",
+        r"funcorderBaskets\(\)asyncthrows->\[\[String\]\]",
+        r"funcrevocations\(\)throws->\[Revocation\]",
+        r"funcrevoke\(nodeId:String\)throws->Revocation",
+        r"publicfuncsearchDir\(path:String\)->String",
+        r"publicstructOrderFact:Equatable,Hashable\{publicvarorder:String"
+        r"publicvarcustomer:String\?publicvarat:Datepublicvartotal:Money",
+        r"publicstructRevocation:Equatable,Hashable\{publicvardevice:String"
+        r"publicvarrevokedAt:Date\?",
+        r"caseunknownWorkspace\(workspace:String\)",
+        r"casebusy\(maxSessions:UInt32\)",
+        r"caserateLimited\(bytesPerMinute:UInt64,retryAfterSecs:UInt32\)",
+        r"caseReadOnlyPeer\(detail:String\)",
+        r"caseRefusedAsReadOnly\(detail:String\)",
+    ]:
+        assert re.search(pattern, swift), pattern

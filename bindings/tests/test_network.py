@@ -324,10 +324,65 @@ def test_a_read_only_device_receives_but_its_edits_are_not_accepted(cleanup):
     assert admin.heads(acme.id) == heads
     assert admin.get(own.id) is None
 
+    # No side reports a refusal: the reader never sends its changes, so the admin has nothing
+    # to refuse.
+    for network in (na, nr):
+        (peer,) = network.status().peers
+        assert peer.last_sync is not None and peer.last_error is None
+
     # It keeps receiving.
     admin.update(acme.id, [FieldOp.SET(field="industry", value=text("retail"))])
     run(nr.sync_with(na.addr()))
     assert reader.get(acme.id).fields["industry"] == text("retail")
+
+
+def test_read_only_refusals_are_errors_of_their_own():
+    """Changes a read-only member sends anyway (an outdated or altered app; this library never
+    sends them, see above) end the session with `ReadOnlyPeer` on the refusing side, and the
+    peer's abort arrives as `RefusedAsReadOnly` on the sending side. Neither can be provoked
+    through the bindings: `bindings/tests/sync_errors.rs` provokes the first with the core's
+    protocol and checks both conversions. Here: they are their own classes, not generic `Sync`
+    errors, and carry their message."""
+    for name in ["ReadOnlyPeer", "RefusedAsReadOnly"]:
+        cls = getattr(CrmError, name)
+        assert issubclass(cls, CrmError) and not issubclass(cls, CrmError.Sync)
+        error = cls(detail="refused")
+        assert error.detail == "refused"
+        with pytest.raises(CrmError) as caught:
+            raise error
+        assert type(caught.value) is cls
+
+
+def test_revocations_are_kept_and_travel_with_sessions(cleanup):
+    admin = new_admin()
+    cleanup(admin)
+    member = invited(admin)
+    cleanup(member)
+    doomed = invited(admin)
+    cleanup(doomed)
+    assert admin.revocations() == [] and member.revocations() == []
+
+    before = dt.datetime.now(UTC).replace(microsecond=0)
+    revocation = admin.revoke(doomed.node_id())
+    assert revocation.device == doomed.node_id()
+    assert before <= revocation.revoked_at <= dt.datetime.now(UTC)
+    assert admin.revocations() == [revocation]
+    assert member.revocations() == []  # not told yet
+
+    # A session with the admin hands the member the revocation...
+    na, nm, nd = online(admin), online(member), online(doomed)
+    for network in (na, nm, nd):
+        cleanup(network)
+    run(nm.sync_with(na.addr()))
+    assert member.revocations() == [revocation]
+    # ...and from then on the member refuses the revoked device too, either way round.
+    with pytest.raises(CrmError.RefusedByPeer) as refused:
+        run(nd.sync_with(nm.addr()))
+    assert refused.value.reason == Refusal.REVOKED()
+    with pytest.raises(CrmError.PeerRefused) as refused:
+        run(nm.sync_with(nd.addr()))
+    assert refused.value.reason == Refusal.REVOKED()
+    assert "revoked" in refused.value.detail
 
 
 def test_background_mode_delivers_a_new_record(cleanup):
