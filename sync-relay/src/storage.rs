@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crmsync::{Engine, EngineOptions};
+use crmsync::{Engine, EngineOptions, SearchOptions};
 use uuid::Uuid;
 
 use crate::RelayError;
@@ -72,9 +72,16 @@ impl WorkspaceStorage for LocalFiles {
     fn open(&self, workspace: Uuid) -> Result<Engine, RelayError> {
         let mut options = EngineOptions::default();
         options.store.workspace = Some(workspace);
-        Engine::open_with(self.path(workspace), options).map_err(|e| RelayError::Workspace {
-            id: workspace,
-            reason: format!("{}: {e}", self.path(workspace).display()),
+        // Nobody searches on a relay: an index would only cost a commit per applied batch.
+        let search = SearchOptions {
+            enabled: false,
+            ..SearchOptions::default()
+        };
+        Engine::open_with_search(self.path(workspace), options, search).map_err(|e| {
+            RelayError::Workspace {
+                id: workspace,
+                reason: format!("{}: {e}", self.path(workspace).display()),
+            }
         })
     }
 

@@ -100,6 +100,9 @@ async fn push_loop(shared: Weak<Shared>, peer: EndpointId, wake: Arc<Notify>) {
         let Some(engine) = host.replica(member.workspace) else {
             return;
         };
+        let Ok(_push_slot) = s.push_slots.acquire().await else {
+            return;
+        };
         let _one_at_a_time = s.outgoing_gate(peer).await;
         let traffic = Arc::new(Traffic::default());
         let outcome = match conn.open_bi().await {

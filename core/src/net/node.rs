@@ -97,6 +97,10 @@ pub(super) struct Shared {
     status: watch::Sender<NetStatus>,
     background: Mutex<Option<Background>>,
     sessions: Arc<Semaphore>,
+    /// A host's pushes run at most this many at once (a quarter of the session slots), so
+    /// devices' own sessions always find a slot, and a device woken many times while its push
+    /// waits gets everything in one session.
+    pub(super) push_slots: Semaphore,
     budgets: Arc<ByteBudgets>,
     /// Peers accepted on their current connection, with their workspace.
     pub(super) members: Mutex<HashMap<EndpointId, Member>>,
@@ -182,6 +186,7 @@ impl Network {
             status: watch::Sender::new(NetStatus::default()),
             background: Mutex::new(None),
             sessions: Arc::new(Semaphore::new(max_sessions)),
+            push_slots: Semaphore::new((max_sessions / 4).max(1)),
             budgets: Arc::new(ByteBudgets::new(bytes_per_minute)),
             members: Mutex::new(HashMap::new()),
             pushers: Mutex::new(HashMap::new()),
