@@ -10,4 +10,5 @@ mod import_export;
 mod net;
 mod search;
 mod sync;
+mod sync_concurrent;
 mod sync_props;
