@@ -413,9 +413,17 @@ impl Store {
     }
 
     /// Records that everything up to local sequence `seq` has reached `peer`.
+    ///
+    /// Not flushed to disk on its own (it reaches the disk with the next durable commit): a
+    /// cursor lost in a crash is an older one, which only makes the next session with that
+    /// peer send again some changes it has, and applying them again changes nothing. Saving
+    /// the flush matters on a relay, where every session ends with a cursor update.
     pub fn set_peer_cursor(&self, peer: DeviceId, seq: u64) -> Result<()> {
         let key = format!("{META_PEER_PREFIX}{peer}");
-        let txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write()?;
+        // Where redb cannot skip the flush (a database shared between processes), the commit
+        // simply stays durable.
+        let _ = txn.set_durability(redb::Durability::None);
         txn.open_table(META)?
             .insert(key.as_str(), seq.to_le_bytes().as_slice())?;
         txn.commit()?;
