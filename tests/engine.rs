@@ -610,3 +610,48 @@ fn field_history_follows_a_deal_through_its_stages() {
         ]
     );
 }
+
+#[test]
+fn exported_changes_follow_every_write_through_the_document_cache() {
+    let e = Engine::in_memory().unwrap();
+    let id = e
+        .create(NewRecord::new(RecordType::Company).with("name", "Acme"))
+        .unwrap()
+        .id;
+    let store = e.store();
+    let whole = store.export_changes(id, &[]).unwrap().unwrap();
+    let first_heads = store.heads(id).unwrap();
+    // A second export at the same heads is served from the cache, and is the same.
+    assert_eq!(store.export_changes(id, &[]).unwrap().unwrap(), whole);
+
+    e.update(id, Patch::new().set("name", "Acme Ltd")).unwrap();
+    let delta = store.export_changes(id, &first_heads).unwrap().unwrap();
+    let mut copy = automerge::Automerge::load(&whole).unwrap();
+    copy.load_incremental(&delta).unwrap();
+    assert_eq!(
+        copy.get_heads(),
+        store.heads(id).unwrap(),
+        "the edit is exported"
+    );
+
+    // Turned off, exports are the same.
+    let mut options = crmsync::EngineOptions::default();
+    options.store.doc_cache = 0;
+    let uncached = Engine::in_memory_with(options).unwrap();
+    let other = uncached
+        .create(NewRecord::new(RecordType::Company).with("name", "Globex"))
+        .unwrap()
+        .id;
+    let before = uncached.store().heads(other).unwrap();
+    uncached
+        .update(other, Patch::new().set("name", "Globex Corp"))
+        .unwrap();
+    assert!(
+        !uncached
+            .store()
+            .export_changes(other, &before)
+            .unwrap()
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,6 +1,7 @@
 //! The store: redb tables holding Automerge documents, materialized rows, heads and the local
 //! change log. The source of truth; every write is one redb transaction.
 
+mod doc_cache;
 mod merge;
 mod tables;
 mod write;
@@ -40,6 +41,9 @@ pub struct StoreOptions {
     /// crmsync is refused with an error. Without it redb trusts a cleanly closed file and may
     /// panic on damage; the check costs a read of the file and one fsync per open.
     pub verify_on_open: bool,
+    /// Documents kept decoded for sync, so one record sent to many peers is decoded once
+    /// (default 1,024; 0 turns it off). Each holds one record's history, typically a few KB.
+    pub doc_cache: usize,
 }
 
 impl Default for StoreOptions {
@@ -49,6 +53,7 @@ impl Default for StoreOptions {
             workspace: None,
             cache_size: 32 << 20,
             verify_on_open: true,
+            doc_cache: 1024,
         }
     }
 }
@@ -60,6 +65,7 @@ pub struct Store {
     /// Changes only while the replica is empty (a new device joining a workspace).
     workspace: std::sync::RwLock<Uuid>,
     options: StoreOptions,
+    docs: doc_cache::DocCache,
 }
 
 impl std::fmt::Debug for Store {
@@ -134,6 +140,7 @@ impl Store {
             db,
             device,
             workspace: std::sync::RwLock::new(workspace),
+            docs: doc_cache::DocCache::new(options.doc_cache),
             options,
         })
     }
@@ -276,6 +283,27 @@ impl Store {
         let docs = txn.open_table(DOCS)?;
         let changes = txn.open_table(DOC_CHANGES)?;
         Ok(tables::load_doc(&docs, &changes, id)?.map(|(doc, _)| doc))
+    }
+
+    /// The record's document, shared: from the cache if it holds the record at its current
+    /// heads, else loaded and cached.
+    pub(crate) fn shared_doc(&self, id: RecordId) -> Result<Option<std::sync::Arc<Automerge>>> {
+        let txn = self.db.begin_read()?;
+        let heads = match txn.open_table(HEADS)?.get(id.as_u128())? {
+            Some(bytes) => tables::decode_heads(bytes.value())?,
+            None => return Ok(None),
+        };
+        if let Some(doc) = self.docs.get(id, &heads) {
+            return Ok(Some(doc));
+        }
+        let docs = txn.open_table(DOCS)?;
+        let changes = txn.open_table(DOC_CHANGES)?;
+        let Some((doc, _)) = tables::load_doc(&docs, &changes, id)? else {
+            return Ok(None);
+        };
+        let doc = std::sync::Arc::new(doc);
+        self.docs.put(id, heads, doc.clone());
+        Ok(Some(doc))
     }
 
     /// The record's current Automerge heads (empty if the record is unknown here).

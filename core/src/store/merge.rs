@@ -34,7 +34,7 @@ impl Store {
     /// The changes of a record that a replica holding `have` (heads it already has) lacks, as
     /// bytes for [`Store::apply_changes`]. `None` if the record is unknown here.
     pub fn export_changes(&self, id: RecordId, have: &[ChangeHash]) -> Result<Option<Vec<u8>>> {
-        let Some(doc) = self.doc(id)? else {
+        let Some(doc) = self.shared_doc(id)? else {
             return Ok(None);
         };
         // Heads the other side has that we do not know cannot narrow the export: drop them.
