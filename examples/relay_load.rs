@@ -629,6 +629,15 @@ async fn run(args: &Args, n: usize, think_ms: u64) -> anyhow::Result<Row> {
             relay.log_tail()
         );
     }
+    let fan_out = fan_out_latency(&devices, &addr).await?;
+    println!(
+        "  N={n:<4} think {think_ms:>4} ms: live fan-out, one device's edit reached the other {} \
+         connected devices (none asking) in p50 {:.0} ms, max {:.0} ms, over {} trials",
+        n - 1,
+        ms(percentile(&fan_out, 0.50)),
+        ms(fan_out.last().copied().unwrap_or_default()),
+        fan_out.len()
+    );
     for (_, network) in devices.iter() {
         network.shutdown().await;
     }
@@ -649,6 +658,44 @@ async fn run(args: &Args, n: usize, think_ms: u64) -> anyhow::Result<Row> {
         peak_mib,
         relay: relay_counters,
     })
+}
+
+/// Once the load is over: a device creates a record and syncs with the relay; how long until
+/// every other device holds it, delivered by the relay's pushes alone (no other device syncs).
+/// Sorted durations of a few trials, each from the start of the editing device's session.
+async fn fan_out_latency(
+    devices: &[(Engine, Network)],
+    relay: &EndpointAddr,
+) -> anyhow::Result<Vec<Duration>> {
+    const TRIALS: usize = 5;
+    // Let pushes still in flight from the load drain first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut took = Vec::with_capacity(TRIALS);
+    for trial in 0..TRIALS {
+        let (editor, network) = &devices[trial % devices.len()];
+        let id = editor
+            .create(NewRecord::new(RecordType::Company).with("name", format!("Fan-out {trial}")))?
+            .id;
+        let started = Instant::now();
+        network.sync_with(relay.clone()).await?;
+        loop {
+            let mut all = true;
+            for (engine, _) in devices {
+                all &= engine.get(id)?.is_some();
+            }
+            if all {
+                break;
+            }
+            ensure!(
+                started.elapsed() < Duration::from_secs(30),
+                "trial {trial}: the edit did not reach every device within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        took.push(started.elapsed());
+    }
+    took.sort();
+    Ok(took)
 }
 
 /// The soft limit on open files, for the error message when sockets run out.
