@@ -430,7 +430,10 @@ async fn devices_reach_the_relay_through_its_embedded_iroh_relay() {
         ..loopback_config(dir.path())
     };
     let (_relay, running) = relay_with(&a, config).await;
-    let url = running.iroh_relay_url().expect("embedded relay runs").clone();
+    let url = running
+        .iroh_relay_url()
+        .expect("embedded relay runs")
+        .clone();
     assert!(
         running
             .addr()
@@ -439,10 +442,8 @@ async fn devices_reach_the_relay_through_its_embedded_iroh_relay() {
         "the relay's address names its iroh relay"
     );
     // Devices know the relay by node id and iroh relay URL only: no direct address.
-    let by_url = EndpointAddr::from_parts(
-        running.addr().id,
-        [iroh::TransportAddr::Relay(url.clone())],
-    );
+    let by_url =
+        EndpointAddr::from_parts(running.addr().id, [iroh::TransportAddr::Relay(url.clone())]);
     let options = NetOptions {
         relay_url: Some(url),
         ..NetOptions::loopback()
