@@ -12,8 +12,11 @@ use lru::LruCache;
 
 use crate::model::RecordId;
 
+/// A decoded document with the heads it was loaded at.
+type Entry = (Vec<ChangeHash>, Arc<Automerge>);
+
 pub(super) struct DocCache {
-    entries: Option<Mutex<LruCache<RecordId, (Vec<ChangeHash>, Arc<Automerge>)>>>,
+    entries: Option<Mutex<LruCache<RecordId, Entry>>>,
 }
 
 impl DocCache {
