@@ -16,5 +16,8 @@ fi
 
 out=target/analytics-crosscheck
 rm -rf "$out"
-cargo run -q -p crmsync --example analytics_export -- "$out"
+# Built with the workspace's features (what `cargo test --workspace` already built): `-p crmsync`
+# alone would resolve other features and rebuild tantivy and friends.
+cargo build -q --workspace --example analytics_export
+target/debug/examples/analytics_export "$out"
 "$venv/bin/python" scripts/analytics_crosscheck.py "$out"
