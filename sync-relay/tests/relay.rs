@@ -331,6 +331,10 @@ async fn silent_session(target: EndpointAddr) -> iroh::Endpoint {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_refuse_with_a_reason_and_change_nothing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn,crmsync=debug")
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let a = admin();
     let config = Config {
@@ -377,6 +381,11 @@ async fn limits_refuse_with_a_reason_and_change_nothing() {
     .await;
     na.sync_with(running.addr()).await.unwrap();
     assert_eq!(records().len(), 1);
+    // The relay holds its one slot until the device has read the session's last frames.
+    eventually("the slot is free again", || {
+        running.network().active_sessions() == 0
+    })
+    .await;
 
     // Frame size: a device sends one record larger than the relay's largest frame.
     let f = invited(&a, Role::Member);
@@ -406,6 +415,10 @@ async fn limits_refuse_with_a_reason_and_change_nothing() {
     na.sync_with(running.addr())
         .await
         .expect_err("over the budget");
+    eventually("the cut session's slot is free", || {
+        running.network().active_sessions() == 0
+    })
+    .await;
     let err = na.sync_with(running.addr()).await.unwrap_err();
     match &err {
         NetError::RefusedByPeer(Refusal::RateLimited {

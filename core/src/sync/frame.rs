@@ -62,7 +62,15 @@ pub struct FrameReader<R> {
     max: usize,
     /// Bytes read, prefixes included.
     pub bytes: u64,
+    /// Bytes read from `inner` that no `recv` has returned yet. Kept here rather than in the
+    /// future of one `recv`, so a `recv` dropped mid-frame (a session whose write failed
+    /// while a read was under way, which then looks for the peer's abort) loses nothing.
+    pending: Vec<u8>,
 }
+
+/// The most a single read asks for, so a peer that announces a large frame and then sends
+/// slowly does not get the whole frame's memory reserved up front.
+const READ_CHUNK: usize = 64 << 10;
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
@@ -70,21 +78,36 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             inner,
             max,
             bytes: 0,
+            pending: Vec::new(),
         }
     }
 
-    /// Reads and decodes one message.
+    /// Reads and decodes one message. Cancel-safe: dropping the future before it completes
+    /// leaves what it read for the next call.
     pub async fn recv<M: DeserializeOwned>(&mut self) -> Result<M, SyncError> {
-        let mut prefix = [0u8; 4];
-        self.inner
-            .read_exact(&mut prefix)
-            .await
-            .map_err(truncated)?;
-        let len = checked_len(prefix, self.max)?;
-        let mut body = vec![0u8; len];
-        self.inner.read_exact(&mut body).await.map_err(truncated)?;
-        self.bytes += 4 + len as u64;
-        decode_body(&body)
+        loop {
+            let wanted = match self.pending.first_chunk::<4>() {
+                Some(prefix) => {
+                    let end = 4 + checked_len(*prefix, self.max)?;
+                    if self.pending.len() >= end {
+                        let message = decode_body(&self.pending[4..end]);
+                        self.pending.drain(..end);
+                        self.bytes += end as u64;
+                        return message;
+                    }
+                    end
+                }
+                None => 4,
+            };
+            let missing = wanted - self.pending.len();
+            self.pending.reserve(missing.min(READ_CHUNK));
+            let read = self.inner.read_buf(&mut self.pending).await;
+            match read {
+                Ok(0) => return Err(SyncError::Truncated),
+                Ok(_) => {}
+                Err(e) => return Err(truncated(e)),
+            }
+        }
     }
 }
 
@@ -138,5 +161,38 @@ fn truncated(e: std::io::Error) -> SyncError {
         SyncError::Truncated
     } else {
         SyncError::Io(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    /// A read abandoned half-way through a frame (a session whose write failed while it was
+    /// reading) must leave the bytes it took for the next read, or the peer's abort that
+    /// follows is lost.
+    #[tokio::test]
+    async fn a_dropped_read_loses_nothing() {
+        let (mut ours, theirs) = tokio::io::duplex(1 << 16);
+        let mut reader = FrameReader::new(theirs, 1 << 20);
+        let frame = encode_frame(&Message::Abort {
+            code: super::super::message::AbortCode::Protocol,
+            message: "x".repeat(300),
+        })
+        .unwrap();
+        let (head, tail) = frame.split_at(100);
+        ours.write_all(head).await.unwrap();
+        let cut = tokio::time::timeout(Duration::from_millis(50), reader.recv::<Message>()).await;
+        assert!(cut.is_err(), "half a frame cannot be a message");
+        ours.write_all(tail).await.unwrap();
+        match reader.recv::<Message>().await.unwrap() {
+            Message::Abort { message, .. } => assert_eq!(message.len(), 300),
+            _ => panic!("expected the abort"),
+        }
+        assert_eq!(reader.bytes, frame.len() as u64);
     }
 }
