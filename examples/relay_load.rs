@@ -182,6 +182,12 @@ struct RelayCounters {
     applied: f64,
     /// Records sent to devices.
     sent: f64,
+    /// Time the relay spent in completed sessions, both directions, and their count: the
+    /// relay's own view of a session, without the devices' side of the machine.
+    session_seconds: f64,
+    session_count: f64,
+    /// CPU seconds the relay process used (user + system).
+    cpu_seconds: f64,
 }
 
 impl RelayCounters {
@@ -191,6 +197,9 @@ impl RelayCounters {
             outgoing: self.outgoing - before.outgoing,
             applied: self.applied - before.applied,
             sent: self.sent - before.sent,
+            session_seconds: self.session_seconds - before.session_seconds,
+            session_count: self.session_count - before.session_count,
+            cpu_seconds: self.cpu_seconds - before.cpu_seconds,
         }
     }
 }
@@ -317,7 +326,35 @@ impl RelayProcess {
             outgoing: counter_sum(&metrics, sessions, "direction=\"outgoing\""),
             applied: counter_sum(&metrics, "crmsync_relay_records_applied_total", ""),
             sent: counter_sum(&metrics, "crmsync_relay_records_sent_total", ""),
+            session_seconds: counter_sum(
+                &metrics,
+                "crmsync_relay_session_duration_seconds_sum",
+                "",
+            ),
+            session_count: counter_sum(
+                &metrics,
+                "crmsync_relay_session_duration_seconds_count",
+                "",
+            ),
+            cpu_seconds: self.cpu_seconds()?,
         }))
+    }
+
+    /// User plus system CPU time of the relay process so far, from `/proc/<pid>/stat`.
+    fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let pid = self.child.as_ref().context("relay stopped")?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .context("reading the relay's /proc stat (Linux only)")?;
+        // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+        let rest = stat.rsplit_once(')').context("malformed /proc stat")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: f64 = fields
+            .get(11..13)
+            .context("short /proc stat")?
+            .iter()
+            .map(|f| f.parse::<f64>().unwrap_or(0.0))
+            .sum();
+        Ok(ticks / clock_ticks_per_second())
     }
 
     /// Peak resident set (VmHWM) in MiB since the relay started.
@@ -600,7 +637,10 @@ async fn run(args: &Args, n: usize, think_ms: u64) -> anyhow::Result<Row> {
             // different moments would.
             tokio::time::sleep(Duration::from_millis(rng.below(think_ms + 1))).await;
             while Instant::now() < deadline {
-                tally.edits += small_edit(&engine, &seed, &mut rng, i);
+                // A durable local write waits on the disk: let the other simulated devices
+                // run meanwhile, as separate phones would.
+                tally.edits +=
+                    tokio::task::block_in_place(|| small_edit(&engine, &seed, &mut rng, i));
                 let started = Instant::now();
                 let outcome = network
                     .sync_with(addr.clone())
@@ -698,6 +738,17 @@ async fn fan_out_latency(
     Ok(took)
 }
 
+/// The kernel's clock ticks per second (`getconf CLK_TCK`), 100 on every common Linux.
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
 /// The soft limit on open files, for the error message when sockets run out.
 fn open_files_limit() -> String {
     std::fs::read_to_string("/proc/self/limits")
@@ -734,7 +785,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!();
     println!(
-        "{:>5} {:>6} {:>9} {:>8} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8} {:>6} {:>9} {:>9}",
+        "{:>5} {:>6} {:>9} {:>8} {:>9} {:>9} {:>10} {:>8} {:>8} {:>8} {:>6} {:>9} {:>9} {:>9} {:>9}",
         "N",
         "think",
         "sessions",
@@ -747,6 +798,8 @@ async fn main() -> anyhow::Result<()> {
         "max ms",
         "failed",
         "relay MiB",
+        "relay CPU",
+        "relay ms",
         "p99<500ms"
     );
     for r in &rows {
@@ -757,7 +810,7 @@ async fn main() -> anyhow::Result<()> {
                 .map_or("-".to_string(), |c| format!("{:.1}", f(c) / secs))
         };
         println!(
-            "{:>5} {:>6} {:>9} {:>8.1} {:>9} {:>9.1} {:>10} {:>8.1} {:>8.1} {:>8.1} {:>6} {:>9.1} {:>9}",
+            "{:>5} {:>6} {:>9} {:>8.1} {:>9} {:>9.1} {:>10} {:>8.1} {:>8.1} {:>8.1} {:>6} {:>9.1} {:>9} {:>9} {:>9}",
             r.devices,
             r.think_ms,
             r.sessions,
@@ -770,6 +823,14 @@ async fn main() -> anyhow::Result<()> {
             ms(r.max),
             r.errors,
             r.peak_mib,
+            r.relay.as_ref().map_or("-".to_string(), |c| format!(
+                "{:.0}%",
+                100.0 * c.cpu_seconds / secs
+            )),
+            r.relay.as_ref().map_or("-".to_string(), |c| format!(
+                "{:.1}",
+                1000.0 * c.session_seconds / c.session_count.max(1.0)
+            )),
             if r.p99 < TARGET_P99 && r.errors == 0 {
                 "yes"
             } else {
@@ -783,7 +844,9 @@ async fn main() -> anyhow::Result<()> {
          the relay opened to push changes to connected devices (live fan-out, from its \
          /metrics). records/s: records applied by the relay plus by devices in the devices' \
          sessions; relay r/s: the relay's count of records applied from and sent to devices, \
-         pushes included. relay MiB: the relay process's peak RSS (VmHWM)."
+         pushes included. relay MiB: the relay process's peak RSS (VmHWM). relay CPU: the \
+         relay process's CPU time over the load (100% is one core of this machine's {cores}). \
+         relay ms: mean duration of a session as the relay saw it, pushes included."
     );
     Ok(())
 }

@@ -218,7 +218,7 @@ impl<F: Fn(&str)> Replica for Interleaved<'_, F> {
     fn heads(&self, id: RecordId) -> crmsync::Result<Vec<ChangeHash>> {
         Replica::heads(self.engine, id)
     }
-    fn doc(&self, id: RecordId) -> crmsync::Result<Option<automerge::Automerge>> {
+    fn doc(&self, id: RecordId) -> crmsync::Result<Option<std::sync::Arc<automerge::Automerge>>> {
         self.engine.doc(id)
     }
     fn doc_bytes(&self, id: RecordId) -> crmsync::Result<Option<Vec<u8>>> {

@@ -287,7 +287,7 @@ impl Store {
 
     /// The record's document, shared: from the cache if it holds the record at its current
     /// heads, else loaded and cached.
-    pub(crate) fn shared_doc(&self, id: RecordId) -> Result<Option<std::sync::Arc<Automerge>>> {
+    pub fn shared_doc(&self, id: RecordId) -> Result<Option<std::sync::Arc<Automerge>>> {
         let txn = self.db.begin_read()?;
         let heads = match txn.open_table(HEADS)?.get(id.as_u128())? {
             Some(bytes) => tables::decode_heads(bytes.value())?,

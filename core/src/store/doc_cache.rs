@@ -40,6 +40,20 @@ impl DocCache {
         }
     }
 
+    /// Takes the document of `id` out of the cache if it is cached as of `heads`, for a write
+    /// that will change it (and put the result back): no other copy need stay behind.
+    pub fn take(&self, id: RecordId, heads: &[ChangeHash]) -> Option<Arc<Automerge>> {
+        let mut entries = self
+            .entries
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match entries.peek(&id) {
+            Some((at, _)) if at.as_slice() == heads => entries.pop(&id).map(|(_, doc)| doc),
+            _ => None,
+        }
+    }
+
     /// Keeps `doc`, loaded at `heads`.
     pub fn put(&self, id: RecordId, heads: Vec<ChangeHash>, doc: Arc<Automerge>) {
         if let Some(entries) = &self.entries {

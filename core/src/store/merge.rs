@@ -4,9 +4,13 @@
 use automerge::{Automerge, AutomergeError, ChangeHash, LoadOptions, OnPartialLoad, ReadDoc};
 use redb::ReadableDatabase;
 
+use std::sync::Arc;
+
+use redb::ReadableTable;
+
 use super::Store;
-use super::tables::{DOC_CHANGES, DOCS};
-use super::write::Origin;
+use super::tables::{self, DOC_CHANGES, DOCS};
+use super::write::{Origin, WriteCtx};
 use crate::doc::{self, DocError};
 use crate::error::{Error, Result};
 use crate::events::{ChangeEvent, ChangeKind};
@@ -31,6 +35,28 @@ fn check_whole(bytes: &[u8]) -> Result<(), DocError> {
 }
 
 impl Store {
+    /// A record's document and its count of appended chunks, for a merge in `ctx`: from the
+    /// cache when it holds the stored heads, else decoded from the tables.
+    fn load_to_merge(&self, ctx: &WriteCtx<'_>, id: RecordId) -> Result<Option<(Automerge, u32)>> {
+        let key = id.as_u128();
+        let Some(stored) = ctx.heads.get(key)? else {
+            return Ok(None);
+        };
+        let heads = tables::decode_heads(stored.value())?;
+        drop(stored);
+        let Some(doc) = self.docs.take(id, &heads) else {
+            return ctx.load(id);
+        };
+        let mut pending = 0;
+        for entry in ctx.changes.range((key, 0)..=(key, u32::MAX))? {
+            entry?;
+            pending += 1;
+        }
+        // Nobody else holds it unless a reader took it from the cache a moment ago.
+        let doc = Arc::try_unwrap(doc).unwrap_or_else(|shared| (*shared).clone());
+        Ok(Some((doc, pending)))
+    }
+
     /// The changes of a record that a replica holding `have` (heads it already has) lacks, as
     /// bytes for [`Store::apply_changes`]. `None` if the record is unknown here.
     pub fn export_changes(&self, id: RecordId, have: &[ChangeHash]) -> Result<Option<Vec<u8>>> {
@@ -75,7 +101,7 @@ impl Store {
             let mut events = Vec::new();
             for (id, bytes) in batch {
                 let id = *id;
-                let existing = ctx.load(id)?;
+                let existing = self.load_to_merge(ctx, id)?;
                 let (doc, origin_heads, pending) = match existing {
                     Some((mut doc, pending)) => {
                         let heads = doc.get_heads();
@@ -98,6 +124,8 @@ impl Store {
                     return Err(Error::doc(id)(DocError::MissingChanges(missing.len())));
                 }
                 if origin_heads.as_ref().is_some_and(|h| *h == doc.get_heads()) {
+                    // Nothing new: the document goes back as it was taken.
+                    self.docs.put(id, doc.get_heads(), Arc::new(doc));
                     continue;
                 }
                 let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
@@ -118,6 +146,11 @@ impl Store {
                     None => Origin::New(bytes.clone()),
                 };
                 events.push(ctx.persist(&doc, origin, &record, ChangeKind::Merged)?);
+                // The next batch for this record (a relay hears the same records from many
+                // devices) starts from here instead of decoding the document again. Should
+                // the transaction not commit, these heads are not the stored ones and the
+                // entry is never used.
+                self.docs.put(id, doc.get_heads(), Arc::new(doc));
             }
             Ok(events)
         })

@@ -21,7 +21,7 @@ pub(super) struct WriteCtx<'t> {
     pub docs: Table<'t, u128, &'static [u8]>,
     pub changes: Table<'t, (u128, u32), &'static [u8]>,
     pub rows: Table<'t, u128, &'static [u8]>,
-    heads: Table<'t, u128, &'static [u8]>,
+    pub heads: Table<'t, u128, &'static [u8]>,
     log: Table<'t, u64, &'static [u8]>,
     by_type: Table<'t, (&'static str, u128), ()>,
     next_seq: u64,

@@ -1,5 +1,7 @@
 //! The narrow interface between sync and the store.
 
+use std::sync::Arc;
+
 use automerge::{Automerge, ChangeHash};
 use uuid::Uuid;
 
@@ -24,8 +26,8 @@ pub trait Replica {
     fn changed_since(&self, seq: u64) -> Result<Vec<(RecordId, Vec<ChangeHash>)>>;
     /// A record's heads (empty if unknown).
     fn heads(&self, id: RecordId) -> Result<Vec<ChangeHash>>;
-    /// A record's document.
-    fn doc(&self, id: RecordId) -> Result<Option<Automerge>>;
+    /// A record's document, shared: a session pushing one edit to many peers reads it once.
+    fn doc(&self, id: RecordId) -> Result<Option<Arc<Automerge>>>;
     /// A record's whole document as bytes, for a peer that lacks it.
     fn doc_bytes(&self, id: RecordId) -> Result<Option<Vec<u8>>>;
     /// Applies changes for many records atomically; returns the log sequence numbers written.
@@ -61,8 +63,8 @@ impl Replica for Engine {
         self.store().heads(id)
     }
 
-    fn doc(&self, id: RecordId) -> Result<Option<Automerge>> {
-        self.store().doc(id)
+    fn doc(&self, id: RecordId) -> Result<Option<Arc<Automerge>>> {
+        self.store().shared_doc(id)
     }
 
     fn doc_bytes(&self, id: RecordId) -> Result<Option<Vec<u8>>> {

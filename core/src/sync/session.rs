@@ -65,9 +65,18 @@ where
         Err(SyncError::Io(io)) => {
             // A peer that gives up stops reading, so our write may fail before we read the
             // reason it sent: look for it briefly, it is what the user needs to see.
-            let reason = tokio::time::timeout(ABORT_GRACE, rx.recv::<Message>()).await;
-            let e = match reason {
-                Ok(Ok(Message::Abort { code, message })) => SyncError::Remote { code, message },
+            // Frames it sent before giving up (its own batch of the exchange, say) come first.
+            let abort = async {
+                loop {
+                    match rx.recv::<Message>().await {
+                        Ok(Message::Abort { code, message }) => return Some((code, message)),
+                        Ok(_) => continue,
+                        Err(_) => return None,
+                    }
+                }
+            };
+            let e = match tokio::time::timeout(ABORT_GRACE, abort).await {
+                Ok(Some((code, message))) => SyncError::Remote { code, message },
                 _ => SyncError::Io(io),
             };
             tracing::warn!(error = %e, "sync session failed");
@@ -118,6 +127,21 @@ where
 {
     let (_, received) = tokio::try_join!(tx.send(message), recv(rx, options))?;
     Ok(received)
+}
+
+/// Store work that may wait on the disk or on another writer (a durable commit, loading
+/// documents, listing heads). On a multi-threaded runtime tokio hands this worker's other
+/// tasks to another thread meanwhile: a relay serving hundreds of connections on two workers
+/// otherwise stalls every one of them, QUIC timers included, behind each fsync. A
+/// single-threaded runtime has nowhere to hand them, so the work runs inline there.
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
+    }
 }
 
 fn unexpected(phase: &str, got: &Message) -> SyncError {
@@ -180,7 +204,7 @@ where
 
     // With a cursor, offer what changed since; without, say so and fall back to ranges.
     let my_changes = match replica.peer_cursor(peer)? {
-        Some(cursor) => Some(replica.changed_since(cursor)?),
+        Some(cursor) => Some(blocking(|| replica.changed_since(cursor))?),
         None => None,
     };
     counters.round_trips += 1;
@@ -201,7 +225,7 @@ where
             (ReconcileMode::Cursor, cursor_diffs(mine, &theirs), follows)
         }
         _ => {
-            let set = ItemSet::new(replica.all_heads()?);
+            let set = ItemSet::new(blocking(|| replica.all_heads())?);
             let found = reconcile(&set, me < peer, rx, tx, options, &mut counters).await?;
             let diffs: BTreeMap<RecordId, Theirs> = found
                 .into_iter()
@@ -229,7 +253,7 @@ where
     // A side that sends nothing keeps no cursor: its local edits did not reach the peer, and
     // with no cursor the next session compares whole sets and finds them again.
     if options.send_changes {
-        replica.set_peer_cursor(peer, cursor)?;
+        blocking(|| replica.set_peer_cursor(peer, cursor))?;
     }
     Ok(SyncReport {
         peer,
@@ -457,7 +481,7 @@ where
             if !options.accept_changes {
                 return Err(SyncError::ReadOnlyPeer);
             }
-            seqs.extend(replica.apply(&batch.changes)?);
+            seqs.extend(blocking(|| replica.apply(&batch.changes))?);
         }
         needs.extend(batch.needs);
         if batch.last {
@@ -484,19 +508,22 @@ where
     let mut my_needs = Vec::new();
     let mut sent_first = HashSet::new();
     let mut first = Vec::new();
-    for (id, theirs) in diffs {
-        match plan(replica, *id, theirs)? {
-            Plan::Send(_) if !options.send_changes => {}
-            // A read-only peer is never asked: whatever it has that we lack is its own edit.
-            Plan::Ask(_) if !options.accept_changes => {}
-            Plan::Send(bytes) => {
-                sent_first.insert(*id);
-                first.push(Ok((*id, bytes)));
+    blocking(|| {
+        for (id, theirs) in diffs {
+            match plan(replica, *id, theirs)? {
+                Plan::Send(_) if !options.send_changes => {}
+                // A read-only peer is never asked: whatever it has that we lack is its own edit.
+                Plan::Ask(_) if !options.accept_changes => {}
+                Plan::Send(bytes) => {
+                    sent_first.insert(*id);
+                    first.push(Ok((*id, bytes)));
+                }
+                Plan::Ask(need) => my_needs.push(need),
+                Plan::Nothing => {}
             }
-            Plan::Ask(need) => my_needs.push(need),
-            Plan::Nothing => {}
         }
-    }
+        Ok::<_, SyncError>(())
+    })?;
     let asked = !my_needs.is_empty();
     counters.round_trips += 1;
     let (sent, (their_needs, seqs)) = tokio::try_join!(
@@ -514,7 +541,7 @@ where
         .iter()
         .filter(|_| options.send_changes)
         .filter(|need| !sent_first.contains(&need.id))
-        .filter_map(|need| match answer(replica, need) {
+        .filter_map(|need| match blocking(|| answer(replica, need)) {
             Ok(Some(bytes)) => Some(Ok((need.id, bytes))),
             Ok(None) => None,
             Err(e) => Some(Err(e)),
