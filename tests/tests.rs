@@ -7,6 +7,7 @@ mod corrupt;
 mod crash;
 mod engine;
 mod import_export;
+mod lists;
 mod net;
 mod search;
 mod sync;

@@ -8,22 +8,23 @@
 //!   object; lists are Automerge lists of strings; money and order lines are tagged byte
 //!   strings, so each is one atomic register and concurrent edits never mix their parts.
 
+mod create;
 mod history;
 mod read;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{
-    ActorId, Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, TextEncoding, hydrate,
-};
+use automerge::{ActorId, Automerge, ObjId, ObjType, ROOT, ReadDoc, ScalarValue};
 use chrono::{DateTime, Utc};
 
-use crate::model::{DeviceId, FieldOp, RecordType, Value, format_value};
+use crate::model::{DeviceId, FieldKind, FieldOp, RecordType, Schema, Value, format_value};
 
+pub use create::creation_change;
 pub use history::{
     Conflict, FieldChange, HistoryEntry, Version, conflicts, field_history, history,
 };
+pub(crate) use read::is_empty_list;
 pub use read::{check_single_origin, materialize};
 
 pub(crate) const TYPE: &str = "type";
@@ -85,54 +86,42 @@ fn commit(tx: automerge::transaction::Transaction<'_>, now: DateTime<Utc>) {
 }
 
 /// Creates the document of a new record; `fields` must already be validated and normalized.
+/// The document holds an empty list for each list field of the type that `fields` lacks (see
+/// [`creation_change`]).
 pub fn create(
     device: DeviceId,
+    schema: &Schema,
     record_type: &RecordType,
     fields: &BTreeMap<String, Value>,
     now: DateTime<Utc>,
 ) -> Result<Automerge, DocError> {
-    // One batched initialization instead of a put per field: ~5x cheaper in automerge 0.12.
-    let mut fields_map: HashMap<String, hydrate::Value> = HashMap::with_capacity(fields.len());
-    for (name, value) in fields {
-        fields_map.insert(name.clone(), hydrate_value(value));
-    }
-    let mut root: HashMap<String, hydrate::Value> = HashMap::with_capacity(5);
-    let scalar = |v: ScalarValue| hydrate::Value::Scalar(v);
-    root.insert(
-        TYPE.into(),
-        scalar(ScalarValue::Str(record_type.as_str().into())),
+    let change = creation_change(
+        device,
+        record_type,
+        fields,
+        list_fields(schema, record_type),
+        now,
     );
-    root.insert(
-        CREATED_AT.into(),
-        scalar(ScalarValue::Timestamp(now.timestamp_millis())),
-    );
-    root.insert(
-        CREATED_BY.into(),
-        scalar(ScalarValue::Bytes(device.0.to_vec())),
-    );
-    root.insert(DELETED.into(), scalar(ScalarValue::Boolean(false)));
-    root.insert(
-        FIELDS.into(),
-        hydrate::Value::Map(hydrate::Map::from(fields_map)),
-    );
-    let mut doc = Automerge::new().with_actor(actor_for(device));
-    let mut tx = doc.transaction();
-    tx.init_root_from_hydrate(&hydrate::Map::from(root))?;
-    commit(tx, now);
-    Ok(doc)
+    let doc = Automerge::load(change.raw_bytes())?;
+    Ok(doc.with_actor(actor_for(device)))
 }
 
-fn hydrate_value(value: &Value) -> hydrate::Value {
-    match value {
-        Value::LongText(text) => hydrate::Value::text(TextEncoding::UnicodeCodePoint, text),
-        Value::List(_) | Value::Links(_) => hydrate::Value::from(
-            list_items(value)
-                .into_iter()
-                .map(|item| hydrate::Value::Scalar(ScalarValue::Str(item.into())))
-                .collect::<Vec<_>>(),
-        ),
-        scalar => hydrate::Value::Scalar(encode_scalar(scalar)),
-    }
+/// The fields of a type that hold lists (lists, emails, links).
+pub fn list_fields<'s>(
+    schema: &'s Schema,
+    record_type: &RecordType,
+) -> impl Iterator<Item = &'s str> + Clone {
+    schema
+        .type_def(record_type)
+        .into_iter()
+        .flat_map(|t| &t.fields)
+        .filter(|(_, f)| {
+            matches!(
+                f.kind,
+                FieldKind::List | FieldKind::Emails | FieldKind::Links(_)
+            )
+        })
+        .map(|(name, _)| name.as_str())
 }
 
 /// Applies field ops (already validated and normalized) to a document as one change.

@@ -64,7 +64,11 @@ pub fn materialize(doc: &Automerge, id: RecordId, schema: &Schema) -> Result<Rec
             if let Some((value, obj)) = doc.get(&map, key.as_str())? {
                 let kind = schema.field(&record_type, &key).map(|f| &f.kind);
                 let value = decode(doc, &key, value, &obj, kind)?;
-                fields.insert(key, value);
+                // An empty list is no value: records are created with empty lists (so that
+                // first items added concurrently merge), and an emptied list reads the same.
+                if !is_empty_list(&value) {
+                    fields.insert(key, value);
+                }
             }
         }
     }
@@ -79,6 +83,16 @@ pub fn materialize(doc: &Automerge, id: RecordId, schema: &Schema) -> Result<Rec
         updated_by,
         deleted,
     })
+}
+
+/// Whether a value is a list (of strings or links) with no items, which records treat as
+/// no value.
+pub(crate) fn is_empty_list(value: &Value) -> bool {
+    match value {
+        Value::List(items) => items.is_empty(),
+        Value::Links(ids) => ids.is_empty(),
+        _ => false,
+    }
 }
 
 /// Time and device of the newest change among the document's heads. Replicas holding the same

@@ -278,25 +278,24 @@ fn preview(
             },
         }
     }
-    // An emptied list reads back as an empty list; keep it so preview matches the document.
+    // An emptied list reads back as no value; drop it so preview matches the document.
+    fields.retain(|_, v| !doc::is_empty_list(v));
     Ok(())
 }
 
-/// Builds the documents of new records and returns, for each, the bytes to store (its one
-/// change) and its heads; the documents themselves are dropped as soon as they are encoded.
+/// Encodes the creating change of each new record: the bytes to store as its document, and
+/// its hash (the document's one head). Encoding is the costly part of a batch, so it is spread
+/// over the cores.
 fn build_docs(
     device: crate::model::DeviceId,
+    schema: &Schema,
     records: &[Record],
     now: DateTime<Utc>,
-) -> Result<Vec<(Vec<u8>, Vec<ChangeHash>)>> {
-    let build = |record: &Record| -> Result<(Vec<u8>, Vec<ChangeHash>)> {
-        let doc = doc::create(device, &record.record_type, &record.fields, now)
-            .map_err(Error::doc(record.id))?;
-        let bytes = doc
-            .get_last_local_change()
-            .map(|c| c.raw_bytes().to_vec())
-            .unwrap_or_else(|| doc.save());
-        Ok((bytes, doc.get_heads()))
+) -> Vec<(Vec<u8>, ChangeHash)> {
+    let build = |record: &Record| {
+        let lists = doc::list_fields(schema, &record.record_type);
+        let change = doc::creation_change(device, &record.record_type, &record.fields, lists, now);
+        (change.raw_bytes().to_vec(), change.hash())
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || records.len() < 256 {
@@ -306,16 +305,16 @@ fn build_docs(
     std::thread::scope(|scope| {
         let handles: Vec<_> = records
             .chunks(chunk)
-            .map(|part| scope.spawn(move || part.iter().map(build).collect::<Result<Vec<_>>>()))
+            .map(|part| scope.spawn(move || part.iter().map(build).collect::<Vec<_>>()))
             .collect();
         let mut out = Vec::with_capacity(records.len());
         for handle in handles {
             match handle.join() {
-                Ok(part) => out.extend(part?),
+                Ok(part) => out.extend(part),
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        Ok(out)
+        out
     })
 }
 
@@ -367,6 +366,8 @@ impl Store {
                     };
                     validate_record(schema, &new.record_type, &mut fields, None, &lookup)?;
                 }
+                // As the document will read back: an empty list is no value.
+                fields.retain(|_, v| !doc::is_empty_list(v));
                 minted.insert(id, new.record_type.clone());
                 valid.push(Record {
                     id,
@@ -379,10 +380,10 @@ impl Store {
                     deleted: false,
                 });
             }
-            let docs = build_docs(device, &valid, now)?;
+            let docs = build_docs(device, schema, &valid, now);
             let mut events = Vec::with_capacity(valid.len());
-            for (record, (bytes, heads)) in valid.iter().zip(docs) {
-                events.push(ctx.persist_new(&bytes, &heads, record)?);
+            for (record, (bytes, head)) in valid.iter().zip(docs) {
+                events.push(ctx.persist_new(&bytes, &[head], record)?);
             }
             Ok(events)
         })
