@@ -224,6 +224,38 @@ fn overwritten_byte_ranges_are_refused_or_readable_never_a_panic() {
     assert_refusals_name_the_problem(&outcomes);
 }
 
+/// A clean close leaves a stamp that lets the next open skip verifying an unchanged file; a
+/// write in place right after the close (same size, likely the same timestamp tick) must void
+/// it, so the damage is still found on open.
+#[test]
+fn a_file_damaged_in_place_right_after_a_clean_close_is_verified_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("crm.redb");
+    let healthy = healthy_database();
+    std::fs::write(&path, &healthy.bytes).expect("copy");
+    drop(Engine::open(&path).expect("a healthy copy opens"));
+    let stamp = dir.path().join("crm.redb.closed");
+    assert!(stamp.exists(), "a clean close leaves its stamp");
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open for damage");
+        file.seek(SeekFrom::Start(4096)).expect("seek");
+        file.write_all(&vec![0xA5; 64 << 10]).expect("damage");
+    }
+    let stage = Cell::new("start");
+    let outcome = catch_unwind(AssertUnwindSafe(|| probe(&path, &healthy.ids, &stage)))
+        .unwrap_or_else(|p| panic!("PANIC in {}: {}", stage.get(), panic_message(&*p)));
+    match outcome {
+        Outcome::Refused(e) => {
+            assert_refusals_name_the_problem(&[("in place".into(), Outcome::Refused(e))])
+        }
+        Outcome::Opened => panic!("64 KiB of garbage over the tables went unnoticed"),
+    }
+}
+
 #[test]
 fn file_of_random_bytes_is_refused_with_a_store_error() {
     let mut rng = StdRng::seed_from_u64(7);

@@ -3,6 +3,7 @@
 
 mod doc_cache;
 mod merge;
+mod stamp;
 mod tables;
 mod write;
 
@@ -39,7 +40,9 @@ pub struct StoreOptions {
     pub cache_size: usize,
     /// Verify the whole file when opening it (default true), so a file damaged outside
     /// crmsync is refused with an error. Without it redb trusts a cleanly closed file and may
-    /// panic on damage; the check costs a read of the file and one fsync per open.
+    /// panic on damage; the check costs a read of the file and one fsync per open. It is
+    /// skipped for a file this library closed cleanly and that is unchanged since: its size,
+    /// times and inode match the stamp left beside it at close (`<file>.closed`).
     pub verify_on_open: bool,
     /// Documents kept decoded for sync, so one record sent to many peers is decoded once
     /// (default 1,024; 0 turns it off). Each holds one record's history, typically a few KB.
@@ -61,6 +64,8 @@ impl Default for StoreOptions {
 /// Storage of one replica.
 pub struct Store {
     db: Database,
+    /// Dropped after `db` (fields drop in order): stamps the file once it is closed.
+    _stamp: Option<stamp::CloseStamp>,
     device: DeviceId,
     /// Changes only while the replica is empty (a new device joining a workspace).
     workspace: std::sync::RwLock<Uuid>,
@@ -105,23 +110,24 @@ fn parse_workspace(bytes: &[u8]) -> Result<Uuid> {
 impl Store {
     /// Opens the database file, creating it (with a new device id) if it does not exist.
     pub fn open(path: &Path, options: StoreOptions) -> Result<Self> {
+        let unchanged = stamp::take(path);
         let mut builder = Database::builder();
         builder
             .set_cache_size(options.cache_size)
-            .set_check_integrity_on_open(options.verify_on_open);
+            .set_check_integrity_on_open(options.verify_on_open && !unchanged);
         // `create` opens a valid file and initializes a missing or empty one (an empty file is
         // what a crash between creating the file and writing its header leaves).
         let db = builder.create(path)?;
-        Self::init(db, options)
+        Self::init(db, options, Some(stamp::CloseStamp::new(path)))
     }
 
     /// A store held in memory only (tests, scratch replicas).
     pub fn in_memory(options: StoreOptions) -> Result<Self> {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
-        Self::init(db, options)
+        Self::init(db, options, None)
     }
 
-    fn init(db: Database, options: StoreOptions) -> Result<Self> {
+    fn init(db: Database, options: StoreOptions, stamp: Option<stamp::CloseStamp>) -> Result<Self> {
         // Opening an initialized file only reads: no write transaction, so no fsync on open.
         let (device, workspace) = match Self::read_identity(&db)? {
             Some(identity) => identity,
@@ -138,6 +144,7 @@ impl Store {
         }
         Ok(Self {
             db,
+            _stamp: stamp,
             device,
             workspace: std::sync::RwLock::new(workspace),
             docs: doc_cache::DocCache::new(options.doc_cache),
