@@ -241,7 +241,8 @@ async fn a_session_cut_off_midway_resumes_without_resending_applied_batches() {
     let (xr, xw) = split(x);
     let cut = CutAfter {
         inner: y,
-        budget: 40_000,
+        // Past the reconcile of 500 ids (~25 KB) and into the batches.
+        budget: 70_000,
     };
     let (yr, yw) = split(cut);
     let (ra, rb) = tokio::join!(sync(&a, xr, xw, &options), sync(&b, yr, yw, &options));

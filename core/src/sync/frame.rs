@@ -111,6 +111,15 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 }
 
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    /// Waits for the peer to close its side, dropping anything it still sends.
+    pub async fn closed(&mut self) {
+        self.pending.clear();
+        let mut sink = [0u8; 1024];
+        while let Ok(1..) = self.inner.read(&mut sink).await {}
+    }
+}
+
 fn checked_len(prefix: [u8; 4], max: usize) -> Result<usize, SyncError> {
     let len = u32::from_be_bytes(prefix) as usize;
     if len > max {

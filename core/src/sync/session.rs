@@ -60,6 +60,11 @@ where
         Ok(report) => {
             // The peer may already have closed its side; our part is done either way.
             let _ = tx.finish().await;
+            // The peer records the session (its cursor for us) after the last message and
+            // only then closes its side. Waiting for that close means a session that returns
+            // is recorded on both sides, so one started right after, either way, starts from
+            // the cursors instead of comparing whole sets.
+            let _ = tokio::time::timeout(ABORT_GRACE, rx.closed()).await;
             Ok(report)
         }
         Err(SyncError::Io(io)) => {
