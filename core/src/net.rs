@@ -35,6 +35,7 @@ mod limits;
 mod membership;
 mod node;
 mod observer;
+mod session;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -6,22 +6,22 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use iroh::endpoint::{Connection, PortmapperConfig, RecvStream, SendStream, presets};
+use iroh::endpoint::{Connection, PortmapperConfig, presets};
 use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMap, RelayMode, TransportAddr};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::background::Background;
-use super::handshake::{self, Agreed};
-use super::limits::{ByteBudgets, Metered, Traffic};
+use super::limits::{ByteBudgets, Traffic};
 use super::observer::{ConnectedPeer, Direction, SessionEvent};
-use super::{ALPN, NetError, NetOptions, Refusal};
+use super::session::breaks_connection;
+use super::{ALPN, NetError, NetOptions};
 use crate::engine::Engine;
 use crate::model::DeviceId;
-use crate::sync::{self, SyncError, SyncOptions, SyncReport};
+use crate::sync::SyncReport;
 
 /// How long a finished session waits for the peer to read its last frames before the stream
 /// is dropped (only matters when the endpoint closes right after).
-const LINGER: Duration = Duration::from_secs(2);
+pub(super) const LINGER: Duration = Duration::from_secs(2);
 
 /// What the network knows of one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,12 +96,12 @@ pub(super) struct Shared {
     peers: Mutex<BTreeMap<EndpointId, PeerEntry>>,
     status: watch::Sender<NetStatus>,
     background: Mutex<Option<Background>>,
-    sessions: Arc<Semaphore>,
+    pub(super) sessions: Arc<Semaphore>,
     /// A host's pushes run at most this many at once (a quarter of the session slots), so
     /// devices' own sessions always find a slot, and a device woken many times while its push
     /// waits gets everything in one session.
     pub(super) push_slots: Semaphore,
-    budgets: Arc<ByteBudgets>,
+    pub(super) budgets: Arc<ByteBudgets>,
     /// Peers accepted on their current connection, with their workspace.
     pub(super) members: Mutex<HashMap<EndpointId, Member>>,
     /// A host's push task per connected peer, woken when its workspace changes.
@@ -537,142 +537,6 @@ impl Shared {
         conn.close(0u32.into(), b"session failed");
         self.forget(conn);
     }
-
-    /// The session on a stream this node opened: handshake as the dialing side, then sync.
-    pub(super) async fn dialed_session(
-        &self,
-        engine: &Engine,
-        peer: &EndpointId,
-        (send, recv): (SendStream, RecvStream),
-        traffic: &Arc<Traffic>,
-    ) -> Result<SyncReport, NetError> {
-        let _permit = self
-            .sessions
-            .acquire()
-            .await
-            .map_err(|_| NetError::Closed)?;
-        let (mut send, mut recv) = self.meter(peer, send, recv, traffic);
-        let agreed = self
-            .within_idle_timeout(handshake::dial(engine, peer, &mut recv, &mut send))
-            .await?;
-        self.joined(peer, engine.workspace_id());
-        run_session(engine, agreed, &self.options.sync, send, recv).await
-    }
-
-    fn meter(
-        &self,
-        peer: &EndpointId,
-        send: SendStream,
-        recv: RecvStream,
-        traffic: &Arc<Traffic>,
-    ) -> (Metered<SendStream>, Metered<RecvStream>) {
-        (
-            Metered::new(send, *peer, self.budgets.clone(), traffic.clone()),
-            Metered::new(recv, *peer, self.budgets.clone(), traffic.clone()),
-        )
-    }
-
-    /// Remembers that `peer` was accepted in `workspace` on its current connection.
-    fn joined(&self, peer: &EndpointId, workspace: uuid::Uuid) {
-        let mut members = lock(&self.members);
-        let member = members.entry(*peer).or_insert(Member {
-            workspace,
-            replica: None,
-        });
-        if member.workspace != workspace {
-            *member = Member {
-                workspace,
-                replica: None,
-            };
-        }
-    }
-
-    /// Serves one session a peer opened: refuses it when the node is at its session limit
-    /// or the peer over its byte budget, else picks the replica the peer's credential names.
-    /// Returns the workspace it ran on, if one was picked.
-    async fn incoming_session(
-        &self,
-        remote: &EndpointId,
-        (send, recv): (SendStream, RecvStream),
-        traffic: &Arc<Traffic>,
-    ) -> (Option<uuid::Uuid>, Result<SyncReport, NetError>) {
-        let permit = self.sessions.try_acquire().ok();
-        let (mut send, mut recv) = self.meter(remote, send, recv, traffic);
-        let mut picked = None;
-        let pick = |claimed: Option<uuid::Uuid>| -> Result<Engine, Refusal> {
-            if permit.is_none() {
-                let max_sessions = u32::try_from(self.options.max_sessions).unwrap_or(u32::MAX);
-                return Err(Refusal::Busy { max_sessions });
-            }
-            self.budgets.admit(remote)?;
-            let engine = match (&self.home, claimed) {
-                (Home::Device(engine), _) => engine.clone(),
-                (Home::Host(_), None) => return Err(Refusal::NoCredential),
-                (Home::Host(host), Some(workspace)) => host
-                    .replica(workspace)
-                    .ok_or(Refusal::UnknownWorkspace { workspace })?,
-            };
-            picked = Some(engine.workspace_id());
-            Ok(engine)
-        };
-        // A peer that opens a stream and goes silent must not hold a session slot for ever.
-        let handshake = handshake::accept(pick, remote, &mut recv, &mut send);
-        let outcome = match self.within_idle_timeout(handshake).await {
-            Ok((engine, agreed)) => {
-                self.joined(remote, engine.workspace_id());
-                run_session(&engine, agreed, &self.options.sync, send, recv).await
-            }
-            Err(e) => Err(e),
-        };
-        (picked, outcome)
-    }
-
-    async fn within_idle_timeout<T>(
-        &self,
-        step: impl Future<Output = Result<T, NetError>>,
-    ) -> Result<T, NetError> {
-        let limit = self.options.sync.idle_timeout;
-        tokio::time::timeout(limit, step)
-            .await
-            .map_err(|_| NetError::Handshake(format!("the peer sent nothing for {limit:?}")))?
-    }
-
-    /// Tells a host about a finished session.
-    pub(super) fn observe(&self, event: SessionEvent<'_>) {
-        if let Home::Host(host) = &self.home {
-            host.session_ended(&event);
-        }
-    }
-}
-
-/// Whether a session's failure says the connection under it is broken (as opposed to a
-/// refusal or a protocol error, which a new connection would meet again).
-fn breaks_connection(e: &NetError) -> bool {
-    matches!(
-        e,
-        NetError::Connection(_)
-            | NetError::Handshake(_)
-            | NetError::Sync(SyncError::Io(_) | SyncError::Timeout(_) | SyncError::Truncated)
-    )
-}
-
-/// The sync protocol on a stream whose handshake agreed on the roles.
-async fn run_session(
-    engine: &Engine,
-    agreed: Agreed,
-    options: &SyncOptions,
-    mut send: Metered<SendStream>,
-    mut recv: Metered<RecvStream>,
-) -> Result<SyncReport, NetError> {
-    send.enforce_budget();
-    recv.enforce_budget();
-    let mut options = options.clone();
-    options.send_changes = agreed.ours.can_write();
-    options.accept_changes = agreed.theirs.can_write();
-    let report = sync::sync(engine, &mut recv, &mut send, &options).await?;
-    // Let the peer read our last frames before the stream goes away.
-    let _ = tokio::time::timeout(LINGER, send.into_inner().stopped()).await;
-    Ok(report)
 }
 
 async fn accept_loop(shared: Weak<Shared>) {
