@@ -19,6 +19,7 @@
 //! index's payload names an older sequence and the next open catches up. If power loss tears an
 //! unsynced index, its checksums fail on open and it is rebuilt from the store.
 
+mod collect;
 mod directory;
 mod document;
 mod fields;

@@ -284,6 +284,20 @@ impl Store {
             .transpose()
     }
 
+    /// Several records read in one transaction (a page of search hits), in the order asked.
+    pub fn get_many(&self, ids: &[RecordId]) -> Result<Vec<Option<Record>>> {
+        let txn = self.db.begin_read()?;
+        let rows = txn.open_table(ROWS)?;
+        ids.iter()
+            .map(|id| {
+                let key = id.as_u128();
+                rows.get(key)?
+                    .map(|bytes| tables::decode_row(key, bytes.value()))
+                    .transpose()
+            })
+            .collect()
+    }
+
     /// The record's Automerge document.
     pub fn doc(&self, id: RecordId) -> Result<Option<Automerge>> {
         let txn = self.db.begin_read()?;

@@ -5,15 +5,12 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use tantivy::collector::sort_key::{SortBySimilarityScore, SortByStaticFastValue};
-use tantivy::collector::{Count, DocSetCollector, TopDocs};
-use tantivy::query::{Query, TermQuery};
+use tantivy::collector::{Count, DocSetCollector};
+use tantivy::query::TermQuery;
 use tantivy::schema::IndexRecordOption;
-use tantivy::{
-    DocAddress, Index, IndexReader, IndexSettings, IndexWriter, Order, ReloadPolicy, Score,
-    Searcher, Term,
-};
+use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Term};
 
+use super::collect::{TopById, record_id};
 use super::directory::UnsyncedDirectory;
 use super::fields::{self, Fields, INDEX_VERSION};
 use super::plan::Planner;
@@ -256,16 +253,18 @@ impl SearchIndex {
         let top = if limit == 0 {
             Vec::new()
         } else {
-            top_hits(&searcher, query, offset + limit).map_err(SearchError::from)?
+            searcher
+                .search(query, &TopById::new(offset + limit))
+                .map_err(SearchError::from)?
         };
+        let page: Vec<_> = top.into_iter().skip(offset).collect();
+        let ids: Vec<RecordId> = page.iter().map(|(_, id)| *id).collect();
+        let records = store.get_many(&ids)?;
         let mut hits = Vec::with_capacity(limit);
-        for (score, id) in top.into_iter().skip(offset) {
-            let Some(record) = store.get(id)? else {
+        for ((score, id), record) in page.into_iter().zip(records) {
+            let Some(record) = record.filter(|r| !r.deleted) else {
                 continue;
             };
-            if record.deleted {
-                continue;
-            }
             hits.push(SearchHit {
                 id,
                 record_type: record.record_type.clone(),
@@ -276,47 +275,6 @@ impl SearchIndex {
         }
         Ok(SearchResults { hits, total })
     }
-}
-
-/// The record id of an index document (from its `id_hi` / `id_lo` fast fields).
-fn record_id(searcher: &Searcher, address: DocAddress) -> Option<RecordId> {
-    let segment = searcher.segment_reader(address.segment_ord);
-    let half = |name| segment.fast_fields().u64(name).ok()?.first(address.doc_id);
-    let (hi, lo) = (half("id_hi")?, half("id_lo")?);
-    Some(RecordId::from_u128((u128::from(hi) << 64) | u128::from(lo)))
-}
-
-/// The best `k` matches by score, ties ordered by record id (the same on every run and every
-/// replica). Block-WAND finds the top `k + 1` by score without scoring every match; only when
-/// the `k`-th and `k + 1`-th scores tie (filters only, identical names) is every match ranked
-/// by (score, id).
-fn top_hits(
-    searcher: &Searcher,
-    query: &dyn Query,
-    k: usize,
-) -> tantivy::Result<Vec<(Score, RecordId)>> {
-    let fast = searcher.search(query, &TopDocs::with_limit(k + 1).order_by_score())?;
-    let unambiguous = fast.len() <= k || fast[k - 1].0 > fast[k].0;
-    let mut hits: Vec<(Score, RecordId)> = if unambiguous {
-        fast.into_iter()
-            .take(k)
-            .filter_map(|(score, address)| Some((score, record_id(searcher, address)?)))
-            .collect()
-    } else {
-        let by_id = |name: &str| (SortByStaticFastValue::<u64>::for_field(name), Order::Asc);
-        let ranked = TopDocs::with_limit(k)
-            .order_by((SortBySimilarityScore, (by_id("id_hi"), by_id("id_lo"))));
-        searcher
-            .search(query, &ranked)?
-            .into_iter()
-            .filter_map(|((score, (hi, lo)), _)| {
-                let id = (u128::from(hi?) << 64) | u128::from(lo?);
-                Some((score, RecordId::from_u128(id)))
-            })
-            .collect()
-    };
-    hits.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    Ok(hits)
 }
 
 impl Drop for SearchIndex {

@@ -10,7 +10,7 @@ use std::ops::Bound;
 use tantivy::Term;
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, PhraseQuery, Query,
-    RangeQuery, TermQuery, TermSetQuery,
+    RangeQuery, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
@@ -129,18 +129,38 @@ impl Planner {
         if !positive {
             subs.push((Occur::Must, Box::new(AllQuery)));
         }
+        // One required clause is run as itself: wrapped in another boolean query, a union of
+        // term queries would be evaluated match by match instead of with block-WAND.
+        let query = if let [(Occur::Must, _)] = subs.as_slice() {
+            subs.pop().map(|(_, q)| q)
+        } else {
+            None
+        };
         Plan {
-            query: Box::new(BooleanQuery::new(subs)),
+            query: query.unwrap_or_else(|| Box::new(BooleanQuery::new(subs))),
             needles,
         }
     }
 
     fn filters(&self, filters: &SearchFilters, subs: &mut Vec<(Occur, Box<dyn Query>)>) {
         let f = &self.f;
+        // Plain term queries rather than a TermSetQuery: a filter lists a few values, and a
+        // term set builds an FST per query and a bitset of every match per segment, where
+        // terms are intersected lazily (seeking) with the text query.
         let set = |field: Field, values: &mut dyn Iterator<Item = &str>| -> Box<dyn Query> {
-            Box::new(TermSetQuery::new(
-                values.map(|v| Term::from_field_text(field, v)),
-            ))
+            let mut terms: Vec<Box<dyn Query>> = values
+                .map(|v| {
+                    Box::new(TermQuery::new(
+                        Term::from_field_text(field, v),
+                        IndexRecordOption::Basic,
+                    )) as Box<dyn Query>
+                })
+                .collect();
+            if terms.len() == 1 {
+                terms.remove(0)
+            } else {
+                any(terms)
+            }
         };
         if !filters.types.is_empty() {
             subs.push(filter(set(
@@ -200,7 +220,7 @@ impl Planner {
             (Matcher::Word(w), Some(scope)) => self.scoped_words(w, scope, loose),
             (Matcher::Phone(p), _) => {
                 let mut alts = self.phone(p, loose);
-                let (words, needles) = self.scoped_words_all(p, None, loose);
+                let (words, needles) = self.word_alternatives(p, None, loose);
                 alts.extend(words);
                 ((!alts.is_empty()).then(|| any(alts)), needles)
             }
@@ -231,9 +251,27 @@ impl Planner {
         {
             alts.extend(self.phone(w, loose));
         }
-        let (words, needles) = self.scoped_words_all(w, None, loose);
+        let (words, needles) = self.word_alternatives(w, None, loose);
         alts.extend(words);
         (Some(any(alts)), needles)
+    }
+
+    /// The alternatives of `w` for a union: a one-token word's own alternatives (so the union
+    /// stays flat, which block-WAND needs), else one query requiring every token.
+    fn word_alternatives(
+        &mut self,
+        w: &str,
+        scope: Option<Scope>,
+        loose: bool,
+    ) -> (Vec<Box<dyn Query>>, Vec<Needle>) {
+        let tokens = tokenizer::analyze(&mut self.words, w);
+        if let [t] = tokens.as_slice() {
+            let typos = if loose { typos_for(&t.text) } else { 0 };
+            let alts = self.token_alternatives(&t.text, scope, loose, typos);
+            return (alts, vec![needle(&t.text, loose, typos)]);
+        }
+        let (q, needles) = self.scoped_words_all(w, scope, loose);
+        (q.into_iter().collect(), needles)
     }
 
     fn scoped_words(
@@ -270,6 +308,17 @@ impl Planner {
     }
 
     fn token(&self, t: &str, scope: Option<Scope>, loose: bool, typos: u8) -> Box<dyn Query> {
+        any(self.token_alternatives(t, scope, loose, typos))
+    }
+
+    /// The ways one token matches (exactly per field, as a prefix, with typos).
+    fn token_alternatives(
+        &self,
+        t: &str,
+        scope: Option<Scope>,
+        loose: bool,
+        typos: u8,
+    ) -> Vec<Box<dyn Query>> {
         let f = &self.f;
         let fields: &[(Field, f32)] = match scope {
             Some(Scope::Name) => &[(f.name, NAME)],
@@ -303,7 +352,7 @@ impl Planner {
             let q = FuzzyTermQuery::new(Term::from_field_text(field, t), typos, true);
             alts.push(Box::new(BoostQuery::new(Box::new(q), FUZZY)));
         }
-        any(alts)
+        alts
     }
 
     fn phrase(&mut self, p: &str, scope: Option<Scope>) -> (Option<Box<dyn Query>>, Vec<Needle>) {

@@ -1,0 +1,182 @@
+//! The best hits by (score, record id), found in one pass that lets tantivy prune.
+//!
+//! Ranking ties by record id keeps results the same on every run and every replica, whatever
+//! the segment layout. Tantivy's own top-k breaks ties by document address, so a tie at the
+//! cut-off used to need a second pass that scored and sorted every match. Here the heap keeps
+//! (score, id) pairs and tells the scorer that only scores at or above the k-th best still
+//! count: block-WAND (where the query shape allows it) skips everything below, and a record id
+//! is read only for documents that could enter the page.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::columnar::Column;
+use tantivy::query::Weight;
+use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
+
+use crate::model::RecordId;
+
+/// The record id of an index document (from its `id_hi` / `id_lo` fast fields).
+pub(crate) fn record_id(searcher: &Searcher, address: DocAddress) -> Option<RecordId> {
+    let segment = searcher.segment_reader(address.segment_ord);
+    let half = |name| segment.fast_fields().u64(name).ok()?.first(address.doc_id);
+    let (hi, lo) = (half("id_hi")?, half("id_lo")?);
+    Some(RecordId::from_u128((u128::from(hi) << 64) | u128::from(lo)))
+}
+
+/// A candidate hit. Ordered worst first, so the heap's top is the one to evict.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    score: Score,
+    id: u128,
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .score
+            .total_cmp(&self.score)
+            .then(self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Entry {}
+
+/// The best `k` matches by score, ties ordered by record id (ascending).
+pub(crate) struct TopById {
+    k: usize,
+}
+
+impl TopById {
+    /// Collects at most `k` hits.
+    pub fn new(k: usize) -> Self {
+        Self { k }
+    }
+}
+
+/// One segment's side of [`TopById`].
+pub(crate) struct SegmentTop {
+    k: usize,
+    heap: BinaryHeap<Entry>,
+    hi: Option<Column<u64>>,
+    lo: Option<Column<u64>>,
+}
+
+impl SegmentTop {
+    fn id(&self, doc: DocId) -> Option<u128> {
+        let hi = self.hi.as_ref()?.first(doc)?;
+        let lo = self.lo.as_ref()?.first(doc)?;
+        Some((u128::from(hi) << 64) | u128::from(lo))
+    }
+
+    /// Considers a match; returns the score a later match must reach to still count.
+    fn offer(&mut self, doc: DocId, score: Score) -> Score {
+        if self.k == 0 {
+            return Score::INFINITY;
+        }
+        let full = self.heap.len() >= self.k;
+        let worst = self.heap.peek().copied();
+        if let (true, Some(worst)) = (full, worst)
+            && score < worst.score
+        {
+            return worst.score.next_down();
+        }
+        // A document without an id cannot be returned (it is never written that way).
+        let Some(id) = self.id(doc) else {
+            return self.threshold();
+        };
+        let entry = Entry { score, id };
+        if !full {
+            self.heap.push(entry);
+        } else if let Some(mut top) = self.heap.peek_mut()
+            && entry < *top
+        {
+            *top = entry;
+        }
+        self.threshold()
+    }
+
+    /// Scores strictly above this may still enter: ties with the worst kept hit are let
+    /// through (one ulp below it), since a smaller id wins them.
+    fn threshold(&self) -> Score {
+        match self.heap.peek() {
+            Some(worst) if self.heap.len() >= self.k => worst.score.next_down(),
+            _ => Score::MIN,
+        }
+    }
+}
+
+impl SegmentCollector for SegmentTop {
+    type Fruit = Vec<(Score, RecordId)>;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        self.offer(doc, score);
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        self.heap
+            .into_iter()
+            .map(|e| (e.score, RecordId::from_u128(e.id)))
+            .collect()
+    }
+}
+
+impl Collector for TopById {
+    type Fruit = Vec<(Score, RecordId)>;
+    type Child = SegmentTop;
+
+    fn for_segment(
+        &self,
+        _: SegmentOrdinal,
+        segment: &SegmentReader,
+    ) -> tantivy::Result<SegmentTop> {
+        let fast = segment.fast_fields();
+        Ok(SegmentTop {
+            k: self.k,
+            heap: BinaryHeap::with_capacity(self.k.saturating_add(1).min(4096)),
+            hi: fast.u64("id_hi").ok(),
+            lo: fast.u64("id_lo").ok(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        true
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<(Score, RecordId)>>) -> tantivy::Result<Self::Fruit> {
+        let mut all: Vec<(Score, RecordId)> = fruits.into_iter().flatten().collect();
+        all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        all.truncate(self.k);
+        Ok(all)
+    }
+
+    fn collect_segment(
+        &self,
+        weight: &dyn Weight,
+        segment_ord: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<Vec<(Score, RecordId)>> {
+        let mut top = self.for_segment(segment_ord, reader)?;
+        let alive = reader.alive_bitset();
+        weight.for_each_pruning(Score::MIN, reader, &mut |doc, score| {
+            if alive.is_some_and(|a| a.is_deleted(doc)) {
+                return top.threshold();
+            }
+            top.offer(doc, score)
+        })?;
+        Ok(top.harvest())
+    }
+}
