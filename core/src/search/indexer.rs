@@ -153,7 +153,12 @@ impl SearchIndex {
             SearchError::Indexing("the index schema does not match this build".into())
         })?;
         let threads = options.writer_threads.max(1);
-        let memory = options.writer_memory.max(threads * (15 << 20) + (1 << 20));
+        let wanted = if resume.is_none() {
+            options.writer_memory.max(options.rebuild_memory)
+        } else {
+            options.writer_memory
+        };
+        let memory = wanted.max(threads * (15 << 20) + (1 << 20));
         let writer: IndexWriter = index
             .writer_with_num_threads(threads, memory)
             .map_err(SearchError::from)?;
