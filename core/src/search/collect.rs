@@ -11,7 +11,7 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::Column;
+use tantivy::columnar::{Column, ColumnIndex};
 use tantivy::query::Weight;
 use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
 
@@ -67,39 +67,64 @@ impl TopById {
     }
 }
 
+/// One half of the record id, as a fast-field column of one segment.
+struct Half(Option<Column<u64>>);
+
+impl Half {
+    fn get(&self, doc: DocId) -> Option<u64> {
+        let column = self.0.as_ref()?;
+        // Every document has both halves: read the value directly, skipping the optional index.
+        if matches!(column.index, ColumnIndex::Full) {
+            Some(column.values.get_val(doc))
+        } else {
+            column.first(doc)
+        }
+    }
+}
+
 /// One segment's side of [`TopById`].
 pub(crate) struct SegmentTop {
     k: usize,
     heap: BinaryHeap<Entry>,
-    hi: Option<Column<u64>>,
-    lo: Option<Column<u64>>,
+    hi: Half,
+    lo: Half,
 }
 
 impl SegmentTop {
-    fn id(&self, doc: DocId) -> Option<u128> {
-        let hi = self.hi.as_ref()?.first(doc)?;
-        let lo = self.lo.as_ref()?.first(doc)?;
-        Some((u128::from(hi) << 64) | u128::from(lo))
-    }
-
     /// Considers a match; returns the score a later match must reach to still count.
     fn offer(&mut self, doc: DocId, score: Score) -> Score {
         if self.k == 0 {
             return Score::INFINITY;
         }
-        let full = self.heap.len() >= self.k;
-        let worst = self.heap.peek().copied();
-        if let (true, Some(worst)) = (full, worst)
-            && score < worst.score
-        {
-            return worst.score.next_down();
+        let worst = if self.heap.len() >= self.k {
+            self.heap.peek().copied()
+        } else {
+            None
+        };
+        if let Some(worst) = worst {
+            if score < worst.score {
+                return self.threshold();
+            }
+            // On a tie the high half of the id usually decides, so the low half is read only
+            // when it may matter.
+            if score == worst.score
+                && self
+                    .hi
+                    .get(doc)
+                    .is_none_or(|hi| hi > (worst.id >> 64) as u64)
+            {
+                return self.threshold();
+            }
         }
         // A document without an id cannot be returned (it is never written that way).
-        let Some(id) = self.id(doc) else {
+        let (Some(hi), Some(lo)) = (self.hi.get(doc), self.lo.get(doc)) else {
             return self.threshold();
         };
-        let entry = Entry { score, id };
-        if !full {
+        let entry = Entry {
+            score,
+            id: (u128::from(hi) << 64) | u128::from(lo),
+        };
+        if worst.is_none() {
             self.heap.push(entry);
         } else if let Some(mut top) = self.heap.peek_mut()
             && entry < *top
@@ -147,8 +172,8 @@ impl Collector for TopById {
         Ok(SegmentTop {
             k: self.k,
             heap: BinaryHeap::with_capacity(self.k.saturating_add(1).min(4096)),
-            hi: fast.u64("id_hi").ok(),
-            lo: fast.u64("id_lo").ok(),
+            hi: Half(fast.u64("id_hi").ok()),
+            lo: Half(fast.u64("id_lo").ok()),
         })
     }
 

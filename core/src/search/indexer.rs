@@ -266,6 +266,7 @@ impl SearchIndex {
         let ids: Vec<RecordId> = page.iter().map(|(_, id)| *id).collect();
         let records = store.get_many(&ids)?;
         let mut hits = Vec::with_capacity(limit);
+        let mut analyzer = snippet::analyzer();
         for ((score, id), record) in page.into_iter().zip(records) {
             let Some(record) = record.filter(|r| !r.deleted) else {
                 continue;
@@ -275,7 +276,7 @@ impl SearchIndex {
                 record_type: record.record_type.clone(),
                 score,
                 title: record.title(),
-                snippet: snippet::snippet(&record, &plan.needles),
+                snippet: snippet::snippet(&mut analyzer, &record, &plan.needles),
             });
         }
         Ok(SearchResults { hits, total })

@@ -16,12 +16,12 @@ const LEAD: usize = 40;
 
 /// Edit distance with adjacent transpositions counting one (as the index's fuzzy matching).
 fn distance(a: &str, b: &str, limit: u8) -> u8 {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let limit = usize::from(limit);
-    if a.len().abs_diff(b.len()) > limit {
+    // Most words of a text are far longer or shorter than the needle: no need to allocate.
+    if a.chars().count().abs_diff(b.chars().count()) > usize::from(limit) {
         return u8::MAX;
     }
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
     let mut prev2 = vec![0usize; b.len() + 1];
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     let mut cur = vec![0usize; b.len() + 1];
@@ -110,17 +110,25 @@ fn window(field: &str, text: &str, marks: &[Range<usize>]) -> Snippet {
     }
 }
 
+/// The analyzer snippets use (one per search, shared by its hits).
+pub(crate) fn analyzer() -> TextAnalyzer {
+    tokenizer::words(Mode::Index)
+}
+
 /// The snippet of a record for a query: the long text with the densest matches, else the first
 /// short text field that matches.
-pub(crate) fn snippet(record: &Record, needles: &[Needle]) -> Option<Snippet> {
+pub(crate) fn snippet(
+    analyzer: &mut TextAnalyzer,
+    record: &Record,
+    needles: &[Needle],
+) -> Option<Snippet> {
     if needles.is_empty() {
         return None;
     }
-    let mut analyzer = tokenizer::words(Mode::Index);
     let mut best: Option<(usize, Snippet)> = None;
     for (name, value) in &record.fields {
         if let Value::LongText(text) = value {
-            let marks = highlights(&mut analyzer, text, needles);
+            let marks = highlights(analyzer, text, needles);
             if !marks.is_empty() && best.as_ref().is_none_or(|(n, _)| marks.len() > *n) {
                 best = Some((marks.len(), window(name, text, &marks)));
             }
@@ -136,7 +144,7 @@ pub(crate) fn snippet(record: &Record, needles: &[Needle]) -> Option<Snippet> {
             _ => continue,
         };
         for text in texts {
-            let marks = highlights(&mut analyzer, text, needles);
+            let marks = highlights(analyzer, text, needles);
             if !marks.is_empty() {
                 return Some(window(name, text, &marks));
             }
