@@ -92,8 +92,7 @@ impl Engine {
         };
         let store = Arc::new(store);
         let search = if search.enabled {
-            let types = schema.record_types().cloned().collect();
-            Some(SearchIndex::open(store.clone(), search_dir, search, types)?)
+            Some(SearchIndex::open(store.clone(), search_dir, search)?)
         } else {
             None
         };

@@ -378,6 +378,20 @@ impl Store {
         Ok(())
     }
 
+    /// Visits every record, deleted ones included, in id (creation) order until `visit`
+    /// returns false.
+    pub fn scan_all(&self, mut visit: impl FnMut(Record) -> bool) -> Result<()> {
+        let txn = self.db.begin_read()?;
+        let rows = txn.open_table(ROWS)?;
+        for entry in rows.iter()? {
+            let (key, bytes) = entry?;
+            if !visit(tables::decode_row(key.value(), bytes.value())?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     /// Number of live records of a type.
     pub fn count_type(&self, record_type: &RecordType) -> Result<u64> {
         let txn = self.db.begin_read()?;

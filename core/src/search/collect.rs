@@ -6,6 +6,10 @@
 //! (score, id) pairs and tells the scorer that only scores at or above the k-th best still
 //! count: block-WAND (where the query shape allows it) skips everything below, and a record id
 //! is read only for documents that could enter the page.
+//!
+//! A segment whose documents are in id order (a rebuild writes them so) settles ties by
+//! itself: a later document of equal score has a larger id and cannot enter, so only scores
+//! strictly above the k-th count, and block-WAND skips whole blocks of ties.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -58,13 +62,33 @@ impl Eq for Entry {}
 /// The best `k` matches by score, ties ordered by record id (ascending).
 pub(crate) struct TopById {
     k: usize,
+    /// Per segment ordinal: whether its documents are known to be in id order.
+    ordered: Vec<bool>,
 }
 
 impl TopById {
-    /// Collects at most `k` hits.
-    pub fn new(k: usize) -> Self {
-        Self { k }
+    /// Collects at most `k` hits; `ordered` tells which segments are in id order.
+    pub fn new(k: usize, ordered: Vec<bool>) -> Self {
+        Self { k, ordered }
     }
+}
+
+/// Whether a segment lists its documents in strictly increasing record id order.
+pub(crate) fn in_id_order(segment: &SegmentReader) -> bool {
+    let fast = segment.fast_fields();
+    let (hi, lo) = (Half(fast.u64("id_hi").ok()), Half(fast.u64("id_lo").ok()));
+    let mut last = None;
+    for doc in 0..segment.max_doc() {
+        let (Some(h), Some(l)) = (hi.get(doc), lo.get(doc)) else {
+            return false;
+        };
+        let id = (u128::from(h) << 64) | u128::from(l);
+        if last.is_some_and(|previous| previous >= id) {
+            return false;
+        }
+        last = Some(id);
+    }
+    true
 }
 
 /// One half of the record id, as a fast-field column of one segment.
@@ -85,6 +109,8 @@ impl Half {
 /// One segment's side of [`TopById`].
 pub(crate) struct SegmentTop {
     k: usize,
+    /// Documents arrive in id order, so a tie with the worst kept hit never enters.
+    ordered: bool,
     heap: BinaryHeap<Entry>,
     hi: Half,
     lo: Half,
@@ -102,7 +128,7 @@ impl SegmentTop {
             None
         };
         if let Some(worst) = worst {
-            if score < worst.score {
+            if score < worst.score || (self.ordered && score == worst.score) {
                 return self.threshold();
             }
             // On a tie the high half of the id usually decides, so the low half is read only
@@ -134,10 +160,11 @@ impl SegmentTop {
         self.threshold()
     }
 
-    /// Scores strictly above this may still enter: ties with the worst kept hit are let
-    /// through (one ulp below it), since a smaller id wins them.
+    /// Scores strictly above this may still enter. Unless the segment is in id order, ties
+    /// with the worst kept hit are let through (one ulp below it), since a smaller id wins them.
     fn threshold(&self) -> Score {
         match self.heap.peek() {
+            Some(worst) if self.heap.len() >= self.k && self.ordered => worst.score,
             Some(worst) if self.heap.len() >= self.k => worst.score.next_down(),
             _ => Score::MIN,
         }
@@ -165,12 +192,17 @@ impl Collector for TopById {
 
     fn for_segment(
         &self,
-        _: SegmentOrdinal,
+        segment_ord: SegmentOrdinal,
         segment: &SegmentReader,
     ) -> tantivy::Result<SegmentTop> {
         let fast = segment.fast_fields();
+        let ordered = usize::try_from(segment_ord)
+            .ok()
+            .and_then(|i| self.ordered.get(i).copied())
+            .unwrap_or(false);
         Ok(SegmentTop {
             k: self.k,
+            ordered,
             heap: BinaryHeap::with_capacity(self.k.saturating_add(1).min(4096)),
             hi: Half(fast.u64("id_hi").ok()),
             lo: Half(fast.u64("id_lo").ok()),
@@ -203,5 +235,51 @@ impl Collector for TopById {
             top.offer(doc, score)
         })?;
         Ok(top.harvest())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tantivy::query::TermQuery;
+    use tantivy::schema::{FAST, IndexRecordOption, STRING, Schema};
+    use tantivy::{Index, TantivyDocument, Term};
+
+    use super::*;
+
+    /// Ties (every document scores the same) come out by id, whether or not the segment is in
+    /// id order, and an unordered segment is recognized as such.
+    #[test]
+    fn ties_are_ordered_by_id_in_any_segment_order() {
+        for (shuffled, expect_ordered) in [(true, false), (false, true)] {
+            let mut b = Schema::builder();
+            let hi = b.add_u64_field("id_hi", FAST);
+            let lo = b.add_u64_field("id_lo", FAST);
+            let word = b.add_text_field("word", STRING);
+            let index = Index::create_in_ram(b.build());
+            let mut writer = index.writer_with_num_threads(1, 15 << 20).unwrap();
+            let mut ids: Vec<u64> = (0..200).map(|i| i * 7 + 3).collect();
+            if shuffled {
+                ids.reverse();
+                ids.swap(10, 150);
+            }
+            for id in &ids {
+                let mut doc = TantivyDocument::default();
+                doc.add_u64(hi, 1);
+                doc.add_u64(lo, *id);
+                doc.add_text(word, "x");
+                writer.add_document(doc).unwrap();
+            }
+            writer.commit().unwrap();
+            let searcher = index.reader().unwrap().searcher();
+            let ordered: Vec<bool> = searcher.segment_readers().iter().map(in_id_order).collect();
+            assert_eq!(ordered, [expect_ordered]);
+            let query = TermQuery::new(
+                Term::from_field_text(word, "x"),
+                IndexRecordOption::WithFreqs,
+            );
+            let top = searcher.search(&query, &TopById::new(5, ordered)).unwrap();
+            let got: Vec<u128> = top.iter().map(|(_, id)| id.as_u128() & 0xFFFF).collect();
+            assert_eq!(got, [3, 10, 17, 24, 31]);
+        }
     }
 }

@@ -6,11 +6,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use tantivy::collector::{Count, DocSetCollector};
+use tantivy::index::SegmentId;
 use tantivy::query::TermQuery;
 use tantivy::schema::IndexRecordOption;
-use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Term};
+use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher, Term};
 
-use super::collect::{TopById, record_id};
+use super::collect::{TopById, in_id_order, record_id};
 use super::directory::UnsyncedDirectory;
 use super::fields::{self, Fields, INDEX_VERSION};
 use super::plan::Planner;
@@ -45,12 +46,48 @@ struct Shared {
     fields: Fields,
     state: Mutex<State>,
     changed: Condvar,
+    /// Whether each live segment is in id order (segments never change once written).
+    ordered: Mutex<HashMap<SegmentId, bool>>,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // State updates are single assignments: a poisoned lock still holds a valid state.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ordered(&self) -> MutexGuard<'_, HashMap<SegmentId, bool>> {
+        self.ordered.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Per segment of `searcher`: whether it is known to be in id order.
+    fn segment_order(&self, searcher: &Searcher) -> Vec<bool> {
+        let known = self.ordered();
+        searcher
+            .segment_readers()
+            .iter()
+            .map(|s| known.get(&s.segment_id()).copied().unwrap_or(false))
+            .collect()
+    }
+
+    /// Checks the order of segments the reader has not seen before (off the lock: a large
+    /// segment takes a millisecond or so), and forgets merged-away ones.
+    fn note_order(&self) {
+        let searcher = self.reader.searcher();
+        let segments = searcher.segment_readers();
+        let fresh: Vec<_> = {
+            let mut known = self.ordered();
+            known.retain(|id, _| segments.iter().any(|s| s.segment_id() == *id));
+            segments
+                .iter()
+                .filter(|s| !known.contains_key(&s.segment_id()))
+                .collect()
+        };
+        let checked: Vec<_> = fresh
+            .into_iter()
+            .map(|s| (s.segment_id(), in_id_order(s)))
+            .collect();
+        self.ordered().extend(checked);
     }
 }
 
@@ -136,13 +173,7 @@ fn open_dir(dir: &Path, store: &Store, last: u64) -> Result<(Index, Option<u64>)
 impl SearchIndex {
     /// Opens the index in `dir` (in memory when `None`) and starts its indexer, which first
     /// rebuilds it or catches up with the store's log.
-    /// `types` are the record types the schema knows, scanned first by a rebuild.
-    pub fn open(
-        store: Arc<Store>,
-        dir: Option<&Path>,
-        options: &SearchOptions,
-        types: Vec<RecordType>,
-    ) -> Result<Self> {
+    pub fn open(store: Arc<Store>, dir: Option<&Path>, options: &SearchOptions) -> Result<Self> {
         let last = store.last_seq()?;
         let (index, resume) = match dir {
             Some(dir) => open_dir(dir, &store, last)?,
@@ -177,13 +208,13 @@ impl SearchIndex {
                 stop: false,
             }),
             changed: Condvar::new(),
+            ordered: Mutex::new(HashMap::new()),
         });
         let mut indexer = Indexer {
             shared: shared.clone(),
             store,
             writer,
             indexed: resume.unwrap_or(0),
-            types,
         };
         let rebuild = resume.is_none();
         let worker = std::thread::Builder::new()
@@ -259,7 +290,10 @@ impl SearchIndex {
             Vec::new()
         } else {
             searcher
-                .search(query, &TopById::new(offset + limit))
+                .search(
+                    query,
+                    &TopById::new(offset + limit, self.shared.segment_order(&searcher)),
+                )
                 .map_err(SearchError::from)?
         };
         let page: Vec<_> = top.into_iter().skip(offset).collect();
@@ -313,13 +347,12 @@ struct Indexer {
     writer: IndexWriter,
     /// The sequence the last commit covers.
     indexed: u64,
-    /// Record types to scan on a rebuild (companies first, so their names are at hand).
-    types: Vec<RecordType>,
 }
 
 impl Indexer {
     fn run(&mut self, rebuild: bool) {
         let _stop = StopOnExit(self.shared.clone());
+        self.shared.note_order();
         if rebuild {
             let wanted = self.shared.lock().wanted;
             let done = self.rebuild().and_then(|seq| self.commit(seq));
@@ -391,6 +424,7 @@ impl Indexer {
         prepared.set_payload(&payload(&self.store, seq));
         prepared.commit().map_err(SearchError::from)?;
         self.shared.reader.reload().map_err(SearchError::from)?;
+        self.shared.note_order();
         Ok(seq)
     }
 
@@ -400,44 +434,38 @@ impl Indexer {
         self.writer
             .delete_all_documents()
             .map_err(SearchError::from)?;
+        // Company names first, so contacts and deals find theirs without a lookup each.
         let mut names = HashMap::new();
-        let mut seen = HashSet::new();
-        let mut types = vec![RecordType::Company];
-        types.extend(
-            self.types
-                .iter()
-                .filter(|t| **t != RecordType::Company)
-                .cloned(),
-        );
         let store = self.store.clone();
-        for t in &types {
-            let mut records = Vec::new();
-            let mut failed = None;
-            store.scan_type(t, |record| {
+        store.scan_type(&RecordType::Company, |record| {
+            names.insert(record.id, record.text("name").map(str::to_string));
+            true
+        })?;
+        // Then every record in id order, whatever its type (types the schema does not declare
+        // included): each segment then lists its documents in id order, which lets a search
+        // settle ties without looking at every tied match (see `collect`).
+        let mut records = Vec::new();
+        let mut failed = None;
+        store.scan_all(|record| {
+            if !record.deleted {
                 records.push(record);
-                if records.len() < 1024 {
-                    return true;
-                }
-                let batch = std::mem::take(&mut records);
-                match self.index_batch(batch, &mut seen, &mut names) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        failed = Some(e);
-                        false
-                    }
-                }
-            })?;
-            if let Some(e) = failed {
-                return Err(e);
             }
-            self.index_batch(records, &mut seen, &mut names)?;
-        }
-        // Records of types this schema does not declare (merged from another replica).
-        for (id, _) in self.store.all_heads()? {
-            if !seen.contains(&id) {
-                self.index(id, false, &mut names)?;
+            if records.len() < 1024 {
+                return true;
             }
+            let batch = std::mem::take(&mut records);
+            match self.index_batch(batch, &mut names) {
+                Ok(()) => true,
+                Err(e) => {
+                    failed = Some(e);
+                    false
+                }
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
         }
+        self.index_batch(records, &mut names)?;
         Ok(seq)
     }
 
@@ -445,15 +473,10 @@ impl Indexer {
     fn index_batch(
         &mut self,
         records: Vec<Record>,
-        seen: &mut HashSet<RecordId>,
         names: &mut HashMap<RecordId, Option<String>>,
     ) -> Result<()> {
         self.check_stop()?;
         for record in records {
-            seen.insert(record.id);
-            if record.record_type == RecordType::Company {
-                names.insert(record.id, record.text("name").map(str::to_string));
-            }
             self.add(&record, names)?;
         }
         Ok(())
