@@ -121,10 +121,13 @@ impl<'t> WriteCtx<'t> {
             .insert(key, tables::encode_row(record).as_slice())?;
         self.heads
             .insert(key, tables::encode_heads(heads_after).as_slice())?;
+        // Rewriting an entry that is already there copies its B-tree path all the same, and
+        // every page a commit writes lengthens its fsync: most edits leave the entry as it is.
         let type_key = (record.record_type.as_str(), key);
-        if record.deleted {
+        let listed = self.by_type.get(type_key)?.is_some();
+        if record.deleted && listed {
             self.by_type.remove(type_key)?;
-        } else {
+        } else if !record.deleted && !listed {
             self.by_type.insert(type_key, ())?;
         }
         let seq = self.next_seq;
