@@ -8,6 +8,7 @@
 //!   object; lists are Automerge lists of strings; money and order lines are tagged byte
 //!   strings, so each is one atomic register and concurrent edits never mix their parts.
 
+mod chunks;
 mod create;
 mod history;
 mod read;
@@ -20,6 +21,7 @@ use chrono::{DateTime, Utc};
 
 use crate::model::{DeviceId, FieldKind, FieldOp, RecordType, Schema, Value, format_value};
 
+pub use chunks::split_changes;
 pub use create::creation_change;
 pub use history::{
     Conflict, FieldChange, HistoryEntry, Version, conflicts, field_history, history,
@@ -74,6 +76,9 @@ pub enum DocError {
     /// The document depends on changes that are not present.
     #[error("the document lacks {0} change(s) its history depends on")]
     MissingChanges(usize),
+    /// Change bytes from another replica are not whole, valid change chunks.
+    #[error("malformed change bytes: {0}")]
+    BadChunk(&'static str),
 }
 
 /// The Automerge actor for a device.

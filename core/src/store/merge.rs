@@ -105,9 +105,14 @@ impl Store {
                 let (doc, origin_heads, pending) = match existing {
                     Some((mut doc, pending)) => {
                         let heads = doc.get_heads();
-                        check_whole(bytes).map_err(Error::doc(id))?;
-                        doc.load_incremental(bytes)
-                            .map_err(|e| Error::doc(id)(DocError::from(e)))?;
+                        match doc::split_changes(bytes).map_err(Error::doc(id))? {
+                            Some(changes) => doc.apply_changes(changes),
+                            None => {
+                                check_whole(bytes).map_err(Error::doc(id))?;
+                                doc.load_incremental(bytes).map(drop)
+                            }
+                        }
+                        .map_err(|e| Error::doc(id)(DocError::from(e)))?;
                         (doc, Some(heads), pending)
                     }
                     // Strict load: a new record's bytes must be whole, so they can be stored
