@@ -435,34 +435,99 @@ fn answer<P: Replica + ?Sized>(replica: &P, need: &Need) -> Result<Option<Vec<u8
     Ok((!bytes.is_empty()).then_some(bytes))
 }
 
-/// Sends changes in batches: the items produce the bytes per record, lazily.
+/// One item of a round: changes for a record, or a request for a record's changes.
+enum Outgoing {
+    Send(RecordId, Vec<u8>),
+    Ask(Need),
+}
+
+/// Records planned per trip to the store: small enough that the first batch leaves, and the
+/// peer starts applying it, while later records are still being read here.
+const PLAN_CHUNK: usize = 64;
+
+/// The first round's items, planned lazily a slice of records at a time.
+fn first_round<'a, P: Replica + ?Sized>(
+    replica: &'a P,
+    diffs: &'a BTreeMap<RecordId, Theirs>,
+    options: &'a SyncOptions,
+) -> impl Iterator<Item = Result<Outgoing, SyncError>> + 'a {
+    let mut pending = diffs.iter();
+    let mut ready = VecDeque::new();
+    std::iter::from_fn(move || {
+        loop {
+            if let Some(item) = ready.pop_front() {
+                return Some(item);
+            }
+            let chunk: Vec<_> = pending.by_ref().take(PLAN_CHUNK).collect();
+            if chunk.is_empty() {
+                return None;
+            }
+            blocking(|| {
+                for (id, theirs) in chunk {
+                    let item = match plan(replica, *id, theirs) {
+                        Err(e) => Err(e),
+                        Ok(Plan::Send(_)) if !options.send_changes => continue,
+                        // A read-only peer is never asked: whatever it has that we lack is its
+                        // own edit.
+                        Ok(Plan::Ask(_)) if !options.accept_changes => continue,
+                        Ok(Plan::Send(bytes)) => Ok(Outgoing::Send(*id, bytes)),
+                        Ok(Plan::Ask(need)) => Ok(Outgoing::Ask(need)),
+                        Ok(Plan::Nothing) => continue,
+                    };
+                    let failed = item.is_err();
+                    ready.push_back(item);
+                    if failed {
+                        break;
+                    }
+                }
+            });
+        }
+    })
+}
+
+/// What one side sent in a round.
+struct Sent {
+    /// Records whose changes went out.
+    records: Vec<RecordId>,
+    /// Requests made (they travel in the last batch).
+    asked: usize,
+}
+
+/// Sends a round in batches as the items are produced; requests go in the last batch.
 async fn send_batches<W, I>(
     tx: &mut FrameWriter<W>,
     outgoing: I,
-    mut needs: Vec<Need>,
     options: &SyncOptions,
-) -> Result<usize, SyncError>
+) -> Result<Sent, SyncError>
 where
     W: AsyncWrite + Unpin,
-    I: Iterator<Item = Result<(RecordId, Vec<u8>), SyncError>>,
+    I: Iterator<Item = Result<Outgoing, SyncError>>,
 {
-    let mut sent = 0;
+    let mut records = Vec::new();
+    let mut needs = Vec::new();
     let mut batch = Batch::default();
     let mut size = 0;
     for item in outgoing {
-        let (id, bytes) = item?;
+        let (id, bytes) = match item? {
+            Outgoing::Send(id, bytes) => (id, bytes),
+            Outgoing::Ask(need) => {
+                needs.push(need);
+                continue;
+            }
+        };
         size += bytes.len() + 24;
         batch.changes.push((id, bytes));
-        sent += 1;
+        records.push(id);
         if size >= options.batch_bytes || batch.changes.len() >= options.batch_records {
             tx.send(&Message::Batch(std::mem::take(&mut batch))).await?;
             size = 0;
         }
     }
-    batch.needs = std::mem::take(&mut needs);
+    let asked = needs.len();
+    batch.needs = needs;
     batch.last = true;
     tx.send(&Message::Batch(batch)).await?;
-    Ok(sent)
+    Ok(Sent { records, asked })
 }
 
 /// Receives batches until the peer's last one, applying each in one transaction.
@@ -510,31 +575,14 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut my_needs = Vec::new();
-    let mut sent_first = HashSet::new();
-    let mut first = Vec::new();
-    blocking(|| {
-        for (id, theirs) in diffs {
-            match plan(replica, *id, theirs)? {
-                Plan::Send(_) if !options.send_changes => {}
-                // A read-only peer is never asked: whatever it has that we lack is its own edit.
-                Plan::Ask(_) if !options.accept_changes => {}
-                Plan::Send(bytes) => {
-                    sent_first.insert(*id);
-                    first.push(Ok((*id, bytes)));
-                }
-                Plan::Ask(need) => my_needs.push(need),
-                Plan::Nothing => {}
-            }
-        }
-        Ok::<_, SyncError>(())
-    })?;
-    let asked = !my_needs.is_empty();
     counters.round_trips += 1;
-    let (sent, (their_needs, seqs)) = tokio::try_join!(
-        send_batches(tx, first.into_iter(), my_needs, options),
+    let (first, (their_needs, seqs)) = tokio::try_join!(
+        send_batches(tx, first_round(replica, diffs, options), options),
         receive_batches(replica, rx, options)
     )?;
+    let asked = first.asked > 0;
+    let sent = first.records.len();
+    let sent_first: HashSet<RecordId> = first.records.into_iter().collect();
     counters.records_sent += sent;
     counters.records_received += seqs.len();
     counters.merged_seqs.extend(seqs);
@@ -547,12 +595,12 @@ where
         .filter(|_| options.send_changes)
         .filter(|need| !sent_first.contains(&need.id))
         .filter_map(|need| match blocking(|| answer(replica, need)) {
-            Ok(Some(bytes)) => Some(Ok((need.id, bytes))),
+            Ok(Some(bytes)) => Some(Ok(Outgoing::Send(need.id, bytes))),
             Ok(None) => None,
             Err(e) => Some(Err(e)),
         });
-    let (sent, (extra_needs, seqs)) = tokio::try_join!(
-        send_batches(tx, answers, Vec::new(), options),
+    let (answered, (extra_needs, seqs)) = tokio::try_join!(
+        send_batches(tx, answers, options),
         receive_batches(replica, rx, options)
     )?;
     if !extra_needs.is_empty() {
@@ -560,7 +608,7 @@ where
             "requests in the answering round".to_string(),
         ));
     }
-    counters.records_sent += sent;
+    counters.records_sent += answered.records.len();
     counters.records_received += seqs.len();
     counters.merged_seqs.extend(seqs);
     Ok(())
