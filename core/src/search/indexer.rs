@@ -26,6 +26,8 @@ use crate::store::Store;
 const PAYLOAD_TAG: &str = "crmsync-search";
 /// Log entries read per batch while catching up.
 const BATCH: usize = 5_000;
+/// Records a long catch-up indexes between commits.
+const COMMIT_EVERY: usize = 20_000;
 /// Deepest hit served (offset + limit), so a huge offset cannot allocate a huge heap.
 const MAX_DEPTH: usize = 100_000;
 
@@ -359,7 +361,9 @@ impl Indexer {
             self.finish(wanted, done);
         }
         while let Some(wanted) = self.next_target() {
-            let done = self.catch_up(self.indexed).and_then(|seq| self.commit(seq));
+            let done = self
+                .catch_up(self.indexed, wanted)
+                .and_then(|seq| self.commit(seq));
             self.finish(wanted, done);
         }
     }
@@ -482,10 +486,20 @@ impl Indexer {
         Ok(())
     }
 
-    /// Re-indexes the records written after `from`; returns the sequence reached.
-    fn catch_up(&mut self, from: u64) -> Result<u64> {
+    /// Re-indexes the records written after `from` up to at least `until`; returns the
+    /// sequence reached. Stopping at `until` instead of chasing writes that keep arriving lets
+    /// searches waiting for `until` go ahead; a long backlog (an import, a first sync) is
+    /// committed every [`COMMIT_EVERY`] records, so its progress shows in searches and
+    /// survives the engine being closed before the end.
+    fn catch_up(&mut self, from: u64, until: u64) -> Result<u64> {
         let mut seq = from;
-        loop {
+        let mut uncommitted = 0;
+        while seq < until {
+            if uncommitted >= COMMIT_EVERY {
+                self.commit(seq)?;
+                self.reached(seq);
+                uncommitted = 0;
+            }
             self.check_stop()?;
             let events = self.store.changes_since(seq, BATCH)?;
             let Some(last) = events.last() else {
@@ -509,11 +523,22 @@ impl Indexer {
                     }
                 }
             }
+            uncommitted += ids.len();
             let mut names = HashMap::new();
             for id in ids {
                 self.index(id, true, &mut names)?;
             }
         }
+        Ok(seq)
+    }
+
+    /// Publishes an intermediate commit of a catch-up that goes on.
+    fn reached(&mut self, seq: u64) {
+        self.indexed = seq;
+        let mut state = self.shared.lock();
+        state.searchable = state.searchable.max(seq);
+        drop(state);
+        self.shared.changed.notify_all();
     }
 
     /// Records whose committed index document links to `company`.
