@@ -27,7 +27,7 @@ const PAYLOAD_TAG: &str = "crmsync-search";
 /// Log entries read per batch while catching up.
 const BATCH: usize = 5_000;
 /// Records a long catch-up indexes between commits.
-const COMMIT_EVERY: usize = 20_000;
+const COMMIT_EVERY: usize = 50_000;
 /// Deepest hit served (offset + limit), so a huge offset cannot allocate a huge heap.
 const MAX_DEPTH: usize = 100_000;
 
@@ -41,6 +41,8 @@ struct State {
     failed: Option<(u64, String)>,
     /// Set when the engine is dropped (or the indexer thread died).
     stop: bool,
+    /// Searches waiting for the index to reach a sequence.
+    waiting: usize,
 }
 
 struct Shared {
@@ -208,6 +210,7 @@ impl SearchIndex {
                 searchable: resume.unwrap_or(0),
                 failed: None,
                 stop: false,
+                waiting: 0,
             }),
             changed: Condvar::new(),
             ordered: Mutex::new(HashMap::new()),
@@ -248,24 +251,27 @@ impl SearchIndex {
             state.wanted = target;
             self.shared.changed.notify_all();
         }
-        loop {
+        state.waiting += 1;
+        let outcome = loop {
             if state.searchable >= target {
-                return Ok(());
+                break Ok(());
             }
             if let Some((at, message)) = &state.failed
                 && *at >= target
             {
-                return Err(SearchError::Indexing(message.clone()));
+                break Err(SearchError::Indexing(message.clone()));
             }
             if state.stop {
-                return Err(SearchError::Indexing("the indexer stopped".into()));
+                break Err(SearchError::Indexing("the indexer stopped".into()));
             }
             state = self
                 .shared
                 .changed
                 .wait(state)
                 .unwrap_or_else(|p| p.into_inner());
-        }
+        };
+        state.waiting -= 1;
+        outcome
     }
 
     /// Runs a query once the index has caught up with every write committed before the call.
@@ -486,15 +492,19 @@ impl Indexer {
         Ok(())
     }
 
-    /// Re-indexes the records written after `from` up to at least `until`; returns the
-    /// sequence reached. Stopping at `until` instead of chasing writes that keep arriving lets
-    /// searches waiting for `until` go ahead; a long backlog (an import, a first sync) is
-    /// committed every [`COMMIT_EVERY`] records, so its progress shows in searches and
-    /// survives the engine being closed before the end.
+    /// Re-indexes the records written after `from`, at least up to `until`; returns the
+    /// sequence reached. While no search waits, writes that keep arriving join this commit
+    /// (fewer, larger segments during an import or a first sync); once `until` is indexed and
+    /// a search waits for it, the catch-up stops so the search goes ahead. A long backlog is
+    /// committed every [`COMMIT_EVERY`] records, so its progress survives the engine being
+    /// closed before the end.
     fn catch_up(&mut self, from: u64, until: u64) -> Result<u64> {
         let mut seq = from;
         let mut uncommitted = 0;
-        while seq < until {
+        loop {
+            if seq >= until && self.shared.lock().waiting > 0 {
+                return Ok(seq);
+            }
             if uncommitted >= COMMIT_EVERY {
                 self.commit(seq)?;
                 self.reached(seq);
@@ -529,7 +539,6 @@ impl Indexer {
                 self.index(id, true, &mut names)?;
             }
         }
-        Ok(seq)
     }
 
     /// Publishes an intermediate commit of a catch-up that goes on.
