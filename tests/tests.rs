@@ -13,3 +13,4 @@ mod search;
 mod sync;
 mod sync_concurrent;
 mod sync_props;
+mod texts;

@@ -26,7 +26,7 @@ pub use create::creation_change;
 pub use history::{
     Conflict, FieldChange, HistoryEntry, Version, conflicts, field_history, history,
 };
-pub(crate) use read::is_empty_list;
+pub(crate) use read::is_empty_container;
 pub use read::{check_single_origin, materialize};
 
 pub(crate) const TYPE: &str = "type";
@@ -91,7 +91,7 @@ fn commit(tx: automerge::transaction::Transaction<'_>, now: DateTime<Utc>) {
 }
 
 /// Creates the document of a new record; `fields` must already be validated and normalized.
-/// The document holds an empty list for each list field of the type that `fields` lacks (see
+/// The document holds an empty list or text for each such field of the type that `fields` lacks (see
 /// [`creation_change`]).
 pub fn create(
     device: DeviceId,
@@ -104,29 +104,31 @@ pub fn create(
         device,
         record_type,
         fields,
-        list_fields(schema, record_type),
+        container_fields(schema, record_type),
         now,
     );
     let doc = Automerge::load(change.raw_bytes())?;
     Ok(doc.with_actor(actor_for(device)))
 }
 
-/// The fields of a type that hold lists (lists, emails, links).
-pub fn list_fields<'s>(
+/// The fields of a type that a new record's document holds as (initially empty) objects: lists
+/// (lists, emails, links) and long text, with the object each one is.
+pub fn container_fields<'s>(
     schema: &'s Schema,
     record_type: &RecordType,
-) -> impl Iterator<Item = &'s str> + Clone {
+) -> impl Iterator<Item = (&'s str, ObjType)> + Clone {
     schema
         .type_def(record_type)
         .into_iter()
         .flat_map(|t| &t.fields)
-        .filter(|(_, f)| {
-            matches!(
-                f.kind,
-                FieldKind::List | FieldKind::Emails | FieldKind::Links(_)
-            )
+        .filter_map(|(name, f)| {
+            let kind = match f.kind {
+                FieldKind::List | FieldKind::Emails | FieldKind::Links(_) => ObjType::List,
+                FieldKind::LongText => ObjType::Text,
+                _ => return None,
+            };
+            Some((name.as_str(), kind))
         })
-        .map(|(name, _)| name.as_str())
 }
 
 /// Applies field ops (already validated and normalized) to a document as one change.
@@ -249,7 +251,21 @@ fn apply_op(
 ) -> Result<(), DocError> {
     match op {
         FieldOp::Set { field, value } => set_field(tx, map, field, value),
-        FieldOp::Unset { field } => Ok(tx.delete(map, field.as_str())?),
+        // A list or text is emptied in place, not removed: the object stays the one every
+        // replica edits, so text or items another replica adds meanwhile survive the merge.
+        FieldOp::Unset { field } => match tx.get(map, field.as_str())? {
+            Some((automerge::Value::Object(ObjType::Text), text)) => {
+                let len = tx.length(&text);
+                Ok(tx.splice_text(&text, 0, len as isize, "")?)
+            }
+            Some((automerge::Value::Object(ObjType::List), list)) => {
+                for i in (0..tx.length(&list)).rev() {
+                    tx.delete(&list, i)?;
+                }
+                Ok(())
+            }
+            _ => Ok(tx.delete(map, field.as_str())?),
+        },
         FieldOp::SpliceText {
             field,
             index,

@@ -55,16 +55,16 @@ impl Ops {
 }
 
 /// The change creating a record: its metadata, its `fields` (validated and normalized), and an
-/// empty list for each field of `empty_lists` that `fields` lacks.
+/// empty object (list or text) for each field of `containers` that `fields` lacks.
 ///
-/// The empty lists exist so that replicas adding a record's first item concurrently insert
-/// into the same list: were each to create the list, Automerge would keep only one of them and
-/// the other replica's items would be lost.
+/// The empty objects exist so that replicas adding a record's first list item, or writing its
+/// first text, concurrently edit the same object: were each to create it, Automerge would keep
+/// only one of them and the other replica's items or text would be lost.
 pub fn creation_change<'a>(
     device: DeviceId,
     record_type: &RecordType,
     fields: &BTreeMap<String, Value>,
-    empty_lists: impl IntoIterator<Item = &'a str>,
+    containers: impl IntoIterator<Item = (&'a str, ObjType)>,
     now: DateTime<Utc>,
 ) -> Change {
     let mut ops = Ops {
@@ -91,9 +91,9 @@ pub fn creation_change<'a>(
             scalar => ops.put(&map, name, encode_scalar(scalar)),
         }
     }
-    for name in empty_lists {
+    for (name, kind) in containers {
         if !fields.contains_key(name) {
-            ops.make(&map, name, ObjType::List);
+            ops.make(&map, name, kind);
         }
     }
     for (obj, value) in contents {

@@ -93,10 +93,13 @@ pub fn history(doc: &Automerge) -> Vec<HistoryEntry> {
                     None
                 }
                 [(_, Prop::Map(f))] if f == FIELDS => match &patch.action {
-                    // A new list counts through its items: the empty lists a record is created
-                    // with (and any list that stays empty) are no value, so no change.
+                    // A new list or text counts through its contents: the empty ones a record
+                    // is created with (and any that stays empty) are no value, so no change.
                     PatchAction::PutMap { value, .. }
-                        if matches!(value.0, automerge::Value::Object(ObjType::List)) =>
+                        if matches!(
+                            value.0,
+                            automerge::Value::Object(ObjType::List | ObjType::Text)
+                        ) =>
                     {
                         None
                     }

@@ -64,9 +64,10 @@ pub fn materialize(doc: &Automerge, id: RecordId, schema: &Schema) -> Result<Rec
             if let Some((value, obj)) = doc.get(&map, key.as_str())? {
                 let kind = schema.field(&record_type, &key).map(|f| &f.kind);
                 let value = decode(doc, &key, value, &obj, kind)?;
-                // An empty list is no value: records are created with empty lists (so that
-                // first items added concurrently merge), and an emptied list reads the same.
-                if !is_empty_list(&value) {
+                // An empty list or text is no value: records are created with them (so that
+                // first items or first text added concurrently merge), and an emptied one
+                // reads the same.
+                if !is_empty_container(&value) {
                     fields.insert(key, value);
                 }
             }
@@ -85,12 +86,13 @@ pub fn materialize(doc: &Automerge, id: RecordId, schema: &Schema) -> Result<Rec
     })
 }
 
-/// Whether a value is a list (of strings or links) with no items, which records treat as
-/// no value.
-pub(crate) fn is_empty_list(value: &Value) -> bool {
+/// Whether a value is a list (of strings or links) with no items or an empty long text,
+/// which records treat as no value.
+pub(crate) fn is_empty_container(value: &Value) -> bool {
     match value {
         Value::List(items) => items.is_empty(),
         Value::Links(ids) => ids.is_empty(),
+        Value::LongText(text) => text.is_empty(),
         _ => false,
     }
 }

@@ -281,8 +281,8 @@ fn preview(
             },
         }
     }
-    // An emptied list reads back as no value; drop it so preview matches the document.
-    fields.retain(|_, v| !doc::is_empty_list(v));
+    // An emptied list or text reads back as no value; drop it so preview matches the document.
+    fields.retain(|_, v| !doc::is_empty_container(v));
     Ok(())
 }
 
@@ -296,8 +296,9 @@ fn build_docs(
     now: DateTime<Utc>,
 ) -> Vec<(Vec<u8>, ChangeHash)> {
     let build = |record: &Record| {
-        let lists = doc::list_fields(schema, &record.record_type);
-        let change = doc::creation_change(device, &record.record_type, &record.fields, lists, now);
+        let containers = doc::container_fields(schema, &record.record_type);
+        let change =
+            doc::creation_change(device, &record.record_type, &record.fields, containers, now);
         (change.raw_bytes().to_vec(), change.hash())
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -369,8 +370,8 @@ impl Store {
                     };
                     validate_record(schema, &new.record_type, &mut fields, None, &lookup)?;
                 }
-                // As the document will read back: an empty list is no value.
-                fields.retain(|_, v| !doc::is_empty_list(v));
+                // As the document will read back: an empty list or text is no value.
+                fields.retain(|_, v| !doc::is_empty_container(v));
                 minted.insert(id, new.record_type.clone());
                 valid.push(Record {
                     id,
