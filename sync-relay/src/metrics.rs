@@ -72,6 +72,27 @@ fn refusal_reason(refusal: &Refusal) -> &'static str {
     }
 }
 
+/// Registers metrics and hands back the handle the relay updates (metrics share their state
+/// with their clones).
+struct Registrar<'r>(&'r mut Registry);
+
+impl Registrar<'_> {
+    fn register<M>(&mut self, name: &str, help: &str, metric: M) -> M
+    where
+        M: prometheus_client::registry::Metric + Clone,
+    {
+        self.0.register(name, help, metric.clone());
+        metric
+    }
+
+    fn add<M>(&mut self, name: &str, help: &str) -> M
+    where
+        M: prometheus_client::registry::Metric + Clone + Default,
+    {
+        self.register(name, help, M::default())
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -82,63 +103,37 @@ impl Metrics {
     /// Registers every metric, all at zero.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("crmsync_relay");
-        let sessions = Family::<SessionLabels, Counter>::default();
-        registry.register(
+        let mut r = Registrar(&mut registry);
+        let sessions = r.add(
             "sessions",
             "Sync sessions ended, by workspace, direction (incoming: a device opened it; \
              outgoing: a push to a connected device) and outcome (ok, refused, failed)",
-            sessions.clone(),
         );
-        let refused = Family::<RefusalLabels, Counter>::default();
-        registry.register(
+        let refused = r.add(
             "refused_peers",
             "Sessions refused, by workspace (none: refused before one was chosen) and reason",
-            refused.clone(),
         );
-        let bytes_received = Family::<WorkspaceLabel, Counter>::default();
-        registry.register(
-            "received_bytes",
-            "Bytes read from devices, by workspace",
-            bytes_received.clone(),
-        );
-        let bytes_sent = Family::<WorkspaceLabel, Counter>::default();
-        registry.register(
-            "sent_bytes",
-            "Bytes written to devices, by workspace",
-            bytes_sent.clone(),
-        );
-        let records_applied = Family::<WorkspaceLabel, Counter>::default();
-        registry.register(
+        let bytes_received = r.add("received_bytes", "Bytes read from devices, by workspace");
+        let bytes_sent = r.add("sent_bytes", "Bytes written to devices, by workspace");
+        let records_applied = r.add(
             "records_applied",
             "Records whose changes were received from devices and applied, by workspace",
-            records_applied.clone(),
         );
-        let records_sent = Family::<WorkspaceLabel, Counter>::default();
-        registry.register(
+        let records_sent = r.add(
             "records_sent",
             "Records whose changes were sent to devices, by workspace",
-            records_sent.clone(),
         );
-        let session_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
-        registry.register(
+        let session_seconds = r.register(
             "session_duration_seconds",
             "Duration of completed sync sessions",
-            session_seconds.clone(),
+            Histogram::new(exponential_buckets(0.001, 2.0, 16)),
         );
-        let connected_devices = Family::<WorkspaceLabel, Gauge>::default();
-        registry.register(
+        let connected_devices = r.add(
             "connected_devices",
             "Devices with an open connection, by the workspace they were accepted in",
-            connected_devices.clone(),
         );
-        let active_sessions = Gauge::default();
-        registry.register(
-            "active_sessions",
-            "Sessions running now",
-            active_sessions.clone(),
-        );
-        let workspaces = Gauge::default();
-        registry.register("workspaces", "Workspaces served", workspaces.clone());
+        let active_sessions = r.add("active_sessions", "Sessions running now");
+        let workspaces = r.add("workspaces", "Workspaces served");
         Self {
             registry,
             sessions,
