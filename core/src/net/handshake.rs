@@ -43,6 +43,9 @@ async fn send<W: AsyncWrite + Unpin, T: Serialize>(w: &mut W, value: &T) -> Resu
     Ok(())
 }
 
+/// Reads exactly one frame and not a byte more. The sync session's `FrameReader` reads ahead
+/// into its own buffer; used here it would swallow the first bytes of the session that follows
+/// on the same stream, which is why the handshake keeps this small unbuffered reader.
 async fn recv<R: AsyncRead + Unpin, T: serde::de::DeserializeOwned>(
     r: &mut R,
 ) -> Result<T, NetError> {
