@@ -1,7 +1,7 @@
 //! Property tests: replicas editing offline and syncing over real sessions in random orders and
-//! topologies always converge to identical rows and conflicts.
+//! topologies always converge to identical rows, conflicts and search results.
 
-use crmsync::{Engine, NewRecord, Patch, RecordId, RecordType, Value};
+use crmsync::{Engine, NewRecord, Page, Patch, RecordId, RecordType, SearchFilters, Value};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -109,14 +109,64 @@ fn edit(e: &Engine, op: &Op) {
     };
 }
 
+/// Queries built from the words the records hold (names, industries, note bodies) and their
+/// tags, so each finds something on a replica that indexed the merged records.
+fn queries(records: &[crmsync::Record]) -> Vec<String> {
+    let mut words: Vec<String> = (0..4).map(|t| format!("tag:t{t}")).collect();
+    for record in records {
+        for field in ["name", "industry", "body"] {
+            for word in record.text(field).unwrap_or("").split_whitespace() {
+                if !words.iter().any(|w| w == word) {
+                    words.push(word.to_string());
+                }
+            }
+        }
+    }
+    words.truncate(16);
+    words
+}
+
+/// The records a query finds, as a set: scores may differ between replicas (term statistics
+/// count documents replaced in segments not yet merged), the matches may not.
+fn found(e: &Engine, query: &str) -> Vec<RecordId> {
+    let results = e
+        .search(query, &SearchFilters::new(), Page::first(Page::MAX_LIMIT))
+        .unwrap_or_else(|err| panic!("search {query:?}: {err}"));
+    let mut ids: Vec<RecordId> = results.hits.into_iter().map(|h| h.id).collect();
+    ids.sort();
+    ids
+}
+
 fn assert_converged(replicas: &[Engine]) {
     let first = rows(&replicas[0]);
+    let queries = queries(&first);
+    // Every replica's index holds the merged records: a live company is found by its name.
+    for record in first
+        .iter()
+        .filter(|r| !r.deleted && r.text("name").is_some())
+        .take(5)
+    {
+        let name = record.text("name").unwrap_or_default();
+        for (i, replica) in replicas.iter().enumerate() {
+            assert!(
+                found(replica, name).contains(&record.id),
+                "replica {i} does not find {name:?}"
+            );
+        }
+    }
     for (i, other) in replicas.iter().enumerate().skip(1) {
         assert_eq!(rows(other), first, "replica {i} differs from replica 0");
         for record in &first {
             assert_eq!(
                 other.conflicts(record.id).unwrap(),
                 replicas[0].conflicts(record.id).unwrap()
+            );
+        }
+        for query in &queries {
+            assert_eq!(
+                found(other, query),
+                found(&replicas[0], query),
+                "replica {i} finds other records for {query:?}"
             );
         }
     }
