@@ -260,14 +260,23 @@ async fn health_metrics_and_status_are_served_on_their_own_address() {
         crmsync_relay::fetch(ops, "/healthz").await.unwrap(),
         (200, "ok\n".to_string())
     );
-    let (code, metrics) = crmsync_relay::fetch(ops, "/metrics").await.unwrap();
-    assert_eq!(code, 200);
+    // A device's session returns once it has the relay's last frame; the relay counts a
+    // session after it has seen the device close its side, a moment later.
     let ws = format!("workspace=\"{}\"", a.workspace_id());
-    let ok_sessions = sample(
-        &metrics,
-        "crmsync_relay_sessions_total",
-        &[&ws, "direction=\"incoming\"", "outcome=\"ok\""],
-    );
+    let ok = [ws.as_str(), "direction=\"incoming\"", "outcome=\"ok\""];
+    let started = Instant::now();
+    let metrics = loop {
+        let (code, metrics) = crmsync_relay::fetch(ops, "/metrics").await.unwrap();
+        assert_eq!(code, 200);
+        let refused = ["workspace=\"none\"", "reason=\"unknown_workspace\""];
+        let counted = sample(&metrics, "crmsync_relay_sessions_total", &ok).is_some()
+            && sample(&metrics, "crmsync_relay_refused_peers_total", &refused).is_some();
+        if counted || started.elapsed() > Duration::from_secs(10) {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let ok_sessions = sample(&metrics, "crmsync_relay_sessions_total", &ok);
     assert_eq!(ok_sessions, Some(1.0), "{metrics}");
     assert_eq!(
         sample(&metrics, "crmsync_relay_records_applied_total", &[&ws]),
