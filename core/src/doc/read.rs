@@ -60,16 +60,18 @@ pub fn materialize(doc: &Automerge, id: RecordId, schema: &Schema) -> Result<Rec
     );
     let mut fields = BTreeMap::new();
     if let Some((automerge::Value::Object(ObjType::Map), map)) = doc.get(ROOT, FIELDS)? {
-        for key in doc.keys(&map) {
-            if let Some((value, obj)) = doc.get(&map, key.as_str())? {
-                let kind = schema.field(&record_type, &key).map(|f| &f.kind);
-                let value = decode(doc, &key, value, &obj, kind)?;
-                // An empty list or text is no value: records are created with them (so that
-                // first items or first text added concurrently merge), and an emptied one
-                // reads the same.
-                if !is_empty_container(&value) {
-                    fields.insert(key, value);
-                }
+        // One pass over the map's winning values: looking each key up again costs a seek
+        // through the op set per field.
+        for item in doc.map_range(&map, ..) {
+            let obj = item.id();
+            let key = item.key;
+            let kind = schema.field(&record_type, &key).map(|f| &f.kind);
+            let value = decode(doc, &key, item.value.into_value(), &obj, kind)?;
+            // An empty list or text is no value: records are created with them (so that
+            // first items or first text added concurrently merge), and an emptied one
+            // reads the same.
+            if !is_empty_container(&value) {
+                fields.insert(key.into_owned(), value);
             }
         }
     }
