@@ -35,9 +35,14 @@ fn check_whole(bytes: &[u8]) -> Result<(), DocError> {
 }
 
 impl Store {
-    /// A record's document and its count of appended chunks, for a merge in `ctx`: from the
-    /// cache when it holds the stored heads, else decoded from the tables.
-    fn load_to_merge(&self, ctx: &WriteCtx<'_>, id: RecordId) -> Result<Option<(Automerge, u32)>> {
+    /// A record's document and its count of appended chunks, for a write in `ctx` (a merge or
+    /// a local edit): from the cache when it holds the stored heads, else decoded from the
+    /// tables. The writer puts the document back once it has persisted it.
+    pub(super) fn load_for_write(
+        &self,
+        ctx: &WriteCtx<'_>,
+        id: RecordId,
+    ) -> Result<Option<(Automerge, u32)>> {
         let key = id.as_u128();
         let Some(stored) = ctx.heads.get(key)? else {
             return Ok(None);
@@ -101,7 +106,7 @@ impl Store {
             let mut events = Vec::new();
             for (id, bytes) in batch {
                 let id = *id;
-                let existing = self.load_to_merge(ctx, id)?;
+                let existing = self.load_for_write(ctx, id)?;
                 let (doc, origin_heads, pending) = match existing {
                     Some((mut doc, pending)) => {
                         let heads = doc.get_heads();

@@ -1,6 +1,7 @@
 //! Local writes: create, update, delete and restore, each one redb transaction.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use automerge::{Automerge, ChangeHash};
 use chrono::{DateTime, Utc};
@@ -427,8 +428,8 @@ impl Store {
                     &lookup,
                 )?;
             }
-            let (mut doc, pending) = ctx
-                .load(id)?
+            let (mut doc, pending) = self
+                .load_for_write(ctx, id)?
                 .ok_or_else(|| Error::corrupt(format!("record {id}"), "row without document"))?;
             let heads = doc.get_heads();
             doc::apply_ops(&mut doc, device, &ops, now).map_err(Error::doc(id))?;
@@ -439,6 +440,10 @@ impl Store {
                 &record,
                 ChangeKind::Updated,
             )?;
+            // The next edit of this record (typing into a note, say) starts from here. Should
+            // the transaction not commit, these heads are not the stored ones and the entry is
+            // never used.
+            self.docs.put(id, doc.get_heads(), Arc::new(doc));
             Ok((record, event))
         })
     }
@@ -457,8 +462,8 @@ impl Store {
             if row.deleted == deleted {
                 return Ok(None);
             }
-            let (mut doc, pending) = ctx
-                .load(id)?
+            let (mut doc, pending) = self
+                .load_for_write(ctx, id)?
                 .ok_or_else(|| Error::corrupt(format!("record {id}"), "row without document"))?;
             let heads = doc.get_heads();
             doc::set_deleted(&mut doc, device, deleted, now).map_err(Error::doc(id))?;
@@ -468,8 +473,9 @@ impl Store {
             } else {
                 ChangeKind::Restored
             };
-            ctx.persist(&doc, Origin::Loaded { heads, pending }, &record, kind)
-                .map(Some)
+            let event = ctx.persist(&doc, Origin::Loaded { heads, pending }, &record, kind)?;
+            self.docs.put(id, doc.get_heads(), Arc::new(doc));
+            Ok(Some(event))
         })
     }
 }
