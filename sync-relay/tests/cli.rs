@@ -4,23 +4,9 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use assert_cmd::cargo::cargo_bin;
+use crate::common::{relay, stdout_of};
 use crmsync::net::{EndpointAddr, NetOptions, PublicKey, Role, TransportAddr};
 use crmsync::{Engine, NewRecord, RecordType};
-
-fn relay() -> Command {
-    Command::new(cargo_bin("crmsync-relay"))
-}
-
-fn stdout_of(command: &mut Command) -> String {
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 #[test]
 fn every_command_has_help() {

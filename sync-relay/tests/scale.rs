@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::cargo_bin;
+use crate::common::{relay, stdout_of};
 use crmsync::net::{EndpointAddr, NetOptions, Network, PublicKey, Role, TransportAddr};
 use crmsync::{
     Engine, EngineOptions, NewRecord, Patch, Record, RecordId, RecordType, SearchOptions,
@@ -25,10 +25,6 @@ const ROUNDS: usize = 2;
 /// A relay serving 70 devices and a few hundred records needs tens of MiB; a leak per
 /// session or per connection crosses this.
 const RELAY_RSS_LIMIT_KIB: u64 = 1024 * 1024;
-
-fn relay() -> Command {
-    Command::new(cargo_bin("crmsync-relay"))
-}
 
 /// The config with every address it binds on loopback moved to port 0 (any free port), so
 /// this relay collides with no other test's relay nor with one already running here.
@@ -49,16 +45,6 @@ fn on_free_ports(text: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-fn stdout_of(command: &mut Command) -> String {
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// The relay's `serve` process. Dropped while the test panics, it is killed (no stray relay

@@ -2,5 +2,6 @@
 //! Everything binds 127.0.0.1.
 
 mod cli;
+mod common;
 mod relay;
 mod scale;
