@@ -124,8 +124,10 @@ impl<'t> WriteCtx<'t> {
             .insert(key, tables::encode_heads(heads_after).as_slice())?;
         // Rewriting an entry that is already there copies its B-tree path all the same, and
         // every page a commit writes lengthens its fsync: most edits leave the entry as it is.
+        // A record stored for the first time (no heads before) has none yet, so an import
+        // does not look it up.
         let type_key = (record.record_type.as_str(), key);
-        let listed = self.by_type.get(type_key)?.is_some();
+        let listed = !heads_before.is_empty() && self.by_type.get(type_key)?.is_some();
         if record.deleted && listed {
             self.by_type.remove(type_key)?;
         } else if !record.deleted && !listed {
