@@ -204,6 +204,14 @@ fn measure(
 ) -> Result<Row> {
     let mut samples = Vec::with_capacity(QUERIES_PER_KIND);
     let mut hits = 0;
+    // SEARCH_BENCH_ONLY=phrase runs only the kinds whose name contains it (for profiling).
+    if std::env::var("SEARCH_BENCH_ONLY").is_ok_and(|only| !kind.contains(only.as_str())) {
+        return Ok(Row {
+            kind,
+            samples: vec![Duration::ZERO],
+            hits,
+        });
+    }
     let runs = std::env::var("SEARCH_BENCH_QUERIES")
         .ok()
         .and_then(|v| v.parse().ok())

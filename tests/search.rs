@@ -175,6 +175,62 @@ fn phrases_scopes_and_exclusions() {
     assert_eq!(scoped, expected);
 }
 
+/// A phrase of three words or more is looked up by its word pairs; a record holding the pairs
+/// apart ("quote next month ... next week") is not a hit, however well it would score, on any
+/// page and in the total.
+#[test]
+fn longer_phrases_need_their_words_in_sequence() {
+    let e = engine();
+    let exact = note(
+        &e,
+        "Call with Acme",
+        "A long call about many things: the customer said it wants a quote next week, after \
+         the board meeting, and we agreed to send the draft contract before that",
+    );
+    let mut apart = Vec::new();
+    for i in 0..15 {
+        apart.push(note(
+            &e,
+            "Call",
+            &format!("quote next month, next week {i}"),
+        ));
+    }
+    let split = note(&e, "Call", "quote next. Week two.");
+    let found = e
+        .search(
+            "\"quote next week\"",
+            &SearchFilters::new(),
+            Page::first(10).with_total(),
+        )
+        .unwrap();
+    let mut hits: Vec<RecordId> = found.hits.iter().map(|h| h.id).collect();
+    hits.sort();
+    let mut sequences = vec![exact, split];
+    sequences.sort();
+    assert_eq!(hits, sequences, "punctuation does not break a sequence");
+    assert_eq!(found.total, Some(2));
+    let mut two_words = ids(&e, "\"next week\"");
+    two_words.sort();
+    let mut expected = apart.clone();
+    expected.extend([exact, split]);
+    expected.sort();
+    assert_eq!(two_words, expected, "a two-word phrase is one pair");
+    assert_eq!(ids(&e, "\"quote next week two\""), [split]);
+    assert_eq!(ids(&e, "acme \"quote next week\""), [exact]);
+    assert_eq!(ids(&e, "\"quote next week\" acme"), [exact]);
+    assert!(ids(&e, "globex \"quote next week\"").is_empty());
+    let mut scoped = ids(&e, "text:\"quote next week\"");
+    scoped.sort();
+    assert_eq!(scoped, sequences, "scoped phrases");
+    let mut without = ids(&e, "call -\"quote next week\"");
+    without.sort();
+    apart.sort();
+    assert_eq!(
+        without, apart,
+        "an excluded phrase excludes only the sequence"
+    );
+}
+
 #[test]
 fn filters_combine_with_text() {
     let e = engine();

@@ -22,6 +22,7 @@
 mod collect;
 mod directory;
 mod document;
+mod exclusion;
 mod fields;
 mod indexer;
 mod plan;

@@ -64,12 +64,51 @@ pub(crate) struct TopById {
     k: usize,
     /// Per segment ordinal: whether its documents are known to be in id order.
     ordered: Vec<bool>,
+    /// What a match must also match to count, checked only for matches that would enter.
+    verify: Option<Box<dyn Weight>>,
 }
 
 impl TopById {
     /// Collects at most `k` hits; `ordered` tells which segments are in id order.
     pub fn new(k: usize, ordered: Vec<bool>) -> Self {
-        Self { k, ordered }
+        Self {
+            k,
+            ordered,
+            verify: None,
+        }
+    }
+
+    /// Counts a match only if `verify` matches it too. The check runs for the few matches
+    /// good enough to enter the page, not for every match.
+    pub fn verified_by(mut self, verify: Box<dyn Weight>) -> Self {
+        self.verify = Some(verify);
+        self
+    }
+}
+
+/// Whether one segment's documents match a query, asked in increasing document order.
+struct Verifier {
+    weight_scorer: Box<dyn tantivy::query::Scorer>,
+    /// The last document asked about: asking about an earlier one restarts the scorer.
+    last: Option<DocId>,
+}
+
+impl Verifier {
+    fn matches(
+        &mut self,
+        weight: &dyn Weight,
+        reader: &SegmentReader,
+        doc: DocId,
+    ) -> tantivy::Result<bool> {
+        if self.last.is_some_and(|last| doc <= last) {
+            self.weight_scorer = weight.scorer(reader, 1.0)?;
+        }
+        self.last = Some(doc);
+        let scorer = &mut self.weight_scorer;
+        if scorer.doc() < doc {
+            scorer.seek(doc);
+        }
+        Ok(scorer.doc() == doc)
     }
 }
 
@@ -118,7 +157,8 @@ pub(crate) struct SegmentTop {
 
 impl SegmentTop {
     /// Considers a match; returns the score a later match must reach to still count.
-    fn offer(&mut self, doc: DocId, score: Score) -> Score {
+    /// `accept` has the last word on a match that would enter.
+    fn offer(&mut self, doc: DocId, score: Score, accept: &mut dyn FnMut(DocId) -> bool) -> Score {
         if self.k == 0 {
             return Score::INFINITY;
         }
@@ -146,6 +186,9 @@ impl SegmentTop {
         let (Some(hi), Some(lo)) = (self.hi.get(doc), self.lo.get(doc)) else {
             return self.threshold();
         };
+        if !accept(doc) {
+            return self.threshold();
+        }
         let entry = Entry {
             score,
             id: (u128::from(hi) << 64) | u128::from(lo),
@@ -175,7 +218,7 @@ impl SegmentCollector for SegmentTop {
     type Fruit = Vec<(Score, RecordId)>;
 
     fn collect(&mut self, doc: DocId, score: Score) {
-        self.offer(doc, score);
+        self.offer(doc, score, &mut |_| true);
     }
 
     fn harvest(self) -> Self::Fruit {
@@ -228,12 +271,36 @@ impl Collector for TopById {
     ) -> tantivy::Result<Vec<(Score, RecordId)>> {
         let mut top = self.for_segment(segment_ord, reader)?;
         let alive = reader.alive_bitset();
+        let mut verifier = match &self.verify {
+            Some(verify) => Some(Verifier {
+                weight_scorer: verify.scorer(reader, 1.0)?,
+                last: None,
+            }),
+            None => None,
+        };
+        // The callback cannot return an error: the first one stops collecting and is returned.
+        let mut failed = None;
         weight.for_each_pruning(Score::MIN, reader, &mut |doc, score| {
+            if failed.is_some() {
+                return Score::INFINITY;
+            }
             if alive.is_some_and(|a| a.is_deleted(doc)) {
                 return top.threshold();
             }
-            top.offer(doc, score)
+            let mut accept = |doc| match (&mut verifier, &self.verify) {
+                (Some(v), Some(weight)) => {
+                    v.matches(weight.as_ref(), reader, doc).unwrap_or_else(|e| {
+                        failed = Some(e);
+                        false
+                    })
+                }
+                _ => true,
+            };
+            top.offer(doc, score, &mut accept)
         })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
         Ok(top.harvest())
     }
 }

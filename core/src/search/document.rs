@@ -76,6 +76,7 @@ pub(crate) fn build(
     let words = |doc: &mut TantivyDocument, field: Field, value: &str, prefix: bool| {
         doc.add_text(field, value);
         doc.add_text(f.all, value);
+        doc.add_text(f.pair, value);
         if prefix {
             doc.add_text(f.prefix, value);
         }

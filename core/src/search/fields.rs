@@ -10,13 +10,14 @@ use super::tokenizer::{self, Mode};
 
 /// Version of the index layout and analysis. An index written with another version is rebuilt.
 /// Bump it whenever the fields, the analyzers or what a record contributes change.
-pub(crate) const INDEX_VERSION: u32 = 1;
+pub(crate) const INDEX_VERSION: u32 = 2;
 
 const WORDS: &str = "crm_words";
 const PREFIX: &str = "crm_prefix";
 const FUZZY: &str = "crm_fuzzy";
 const KEYWORD: &str = "crm_keyword";
 const PHONE_EDGE: &str = "crm_phone_edge";
+const PAIRS: &str = "crm_pairs";
 
 /// Shortest phone-number prefix indexed for type-ahead, in digits.
 pub(crate) const MIN_PHONE_PREFIX: usize = 3;
@@ -63,6 +64,8 @@ pub(crate) struct Fields {
     pub phone_prefix: Field,
     /// Every alphabetic word of the record's text fields, for typo-tolerant matching.
     pub all: Field,
+    /// Adjacent word pairs of names, companies, titles and text, for phrase queries.
+    pub pair: Field,
 }
 
 fn text(analyzer: &str, record: IndexRecordOption) -> TextOptions {
@@ -100,6 +103,7 @@ impl Fields {
             prefix: b.add_text_field("prefix", text(PREFIX, WithFreqs)),
             phone_prefix: b.add_text_field("phone_prefix", text(PHONE_EDGE, WithFreqs)),
             all: b.add_text_field("all", text(FUZZY, Basic)),
+            pair: b.add_text_field("pair", text(PAIRS, WithFreqs)),
         };
         (b.build(), fields)
     }
@@ -121,6 +125,7 @@ pub(crate) fn register_analyzers(index: &Index) {
     m.register(PREFIX, tokenizer::words(Mode::Prefix));
     m.register(FUZZY, tokenizer::words(Mode::Fuzzy));
     m.register(KEYWORD, tokenizer::keyword());
+    m.register(PAIRS, tokenizer::pairs());
     m.register(
         PHONE_EDGE,
         tokenizer::edge(MIN_PHONE_PREFIX, MAX_PHONE_PREFIX),

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 
 use tantivy::collector::{Count, DocSetCollector};
 use tantivy::index::SegmentId;
-use tantivy::query::TermQuery;
+use tantivy::query::{BooleanQuery, EnableScoring, Occur, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher, Term};
 
@@ -290,18 +290,32 @@ impl SearchIndex {
         let limit = page.limit.min(Page::MAX_LIMIT).min(MAX_DEPTH - offset);
         let query = &*plan.query;
         let total = if page.total {
-            Some(searcher.search(query, &Count).map_err(SearchError::from)?)
+            let count = match &plan.verify {
+                Some(verify) => searcher.search(
+                    &BooleanQuery::new(vec![
+                        (Occur::Must, query.box_clone()),
+                        (Occur::Must, verify.box_clone()),
+                    ]),
+                    &Count,
+                ),
+                None => searcher.search(query, &Count),
+            };
+            Some(count.map_err(SearchError::from)?)
         } else {
             None
         };
         let top = if limit == 0 {
             Vec::new()
         } else {
+            let mut collector = TopById::new(offset + limit, self.shared.segment_order(&searcher));
+            if let Some(verify) = &plan.verify {
+                let weight = verify
+                    .weight(EnableScoring::disabled_from_searcher(&searcher))
+                    .map_err(SearchError::from)?;
+                collector = collector.verified_by(weight);
+            }
             searcher
-                .search(
-                    query,
-                    &TopById::new(offset + limit, self.shared.segment_order(&searcher)),
-                )
+                .search(query, &collector)
                 .map_err(SearchError::from)?
         };
         let page: Vec<_> = top.into_iter().skip(offset).collect();

@@ -4,6 +4,11 @@
 //! phone, title, company, tag or text field (BM25, weighted by field); as the prefix of a word in
 //! a short field (type-ahead); with one typo from 5 characters on, two from 9 (constant, low
 //! score, so exact matches rank first). Filters restrict without scoring.
+//!
+//! A quoted phrase is matched through word-pair terms (see `tokenizer::PairTokenizer`): a
+//! two-word phrase is one term, a longer one needs all its pairs, which a few documents may
+//! have without the words being in sequence; those are checked against the positions by the
+//! plan's `verify` query, only for documents good enough to reach the page.
 
 use std::ops::Bound;
 
@@ -16,6 +21,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
 
 use super::document::phone_variants;
+use super::exclusion::Excludable;
 use super::fields::{Fields, MAX_PHONE_PREFIX, MIN_PHONE_PREFIX};
 use super::syntax::{Clause, Matcher, Scope};
 use super::tokenizer::{self, MAX_PREFIX_CHARS, MIN_WORD_PREFIX_CHARS, Mode, is_cjk};
@@ -31,6 +37,7 @@ const TEXT: f32 = 1.0;
 const PREFIX: f32 = 1.5;
 const KEYWORD_PREFIX: f32 = 2.0;
 const FUZZY: f32 = 0.5;
+const PHRASE: f32 = 4.0;
 
 /// A word to highlight in snippets, and how loosely it matched.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +105,9 @@ pub(crate) struct Planner {
 pub(crate) struct Plan {
     pub query: Box<dyn Query>,
     pub needles: Vec<Needle>,
+    /// What a hit of `query` must also match: the exact phrases whose pair terms `query`
+    /// holds in their place (none for phrases of one or two words).
+    pub verify: Option<Box<dyn Query>>,
 }
 
 impl Planner {
@@ -112,13 +122,23 @@ impl Planner {
     pub fn plan(&mut self, clauses: &[Clause], filters: &SearchFilters) -> Plan {
         let mut subs: Vec<(Occur, Box<dyn Query>)> = Vec::new();
         let mut needles = Vec::new();
+        let mut verify = Vec::new();
         let mut positive = false;
         for clause in clauses {
             let loose = !clause.negated;
+            if let (Matcher::Phrase(p), None, true) = (&clause.matcher, clause.scope, loose)
+                && let Some(mut phrase) = self.phrase_by_pairs(p)
+            {
+                positive = true;
+                needles.append(&mut phrase.needles);
+                verify.extend(phrase.verify);
+                subs.push((Occur::Must, phrase.query));
+                continue;
+            }
             let (q, mut n) = self.clause(clause, loose);
             let Some(q) = q else { continue };
             if clause.negated {
-                subs.push((Occur::MustNot, q));
+                subs.push((Occur::MustNot, Box::new(Excludable(q))));
             } else {
                 positive = true;
                 needles.append(&mut n);
@@ -139,7 +159,40 @@ impl Planner {
         Plan {
             query: query.unwrap_or_else(|| Box::new(BooleanQuery::new(subs))),
             needles,
+            verify: match verify.len() {
+                0 => None,
+                1 => verify.pop(),
+                _ => Some(all(verify)),
+            },
         }
+    }
+
+    /// An unscoped phrase of two words or more as the conjunction of its word pairs, with the
+    /// exact phrase query when the pairs alone may match more (three words or more). `None`
+    /// when the phrase has fewer than two words or a gap (a word too long to be indexed).
+    fn phrase_by_pairs(&mut self, p: &str) -> Option<Plan> {
+        let tokens = tokenizer::analyze(&mut self.words, p);
+        if tokens.len() < 2
+            || tokens
+                .windows(2)
+                .any(|w| w[1].position != w[0].position + 1)
+        {
+            return None;
+        }
+        let needles = tokens.iter().map(|t| needle(&t.text, false, 0)).collect();
+        let mut pairs: Vec<Box<dyn Query>> = tokenizer::adjacent_pairs(&tokens)
+            .map(|(a, b)| term(self.f.pair, &tokenizer::pair(&a.text, &b.text), PHRASE))
+            .collect();
+        let (query, verify) = if pairs.len() == 1 {
+            (pairs.pop()?, None)
+        } else {
+            (all(pairs), self.phrase(p, None).0)
+        };
+        Some(Plan {
+            query,
+            needles,
+            verify,
+        })
     }
 
     fn filters(&self, filters: &SearchFilters, subs: &mut Vec<(Occur, Box<dyn Query>)>) {

@@ -296,6 +296,59 @@ impl Tokenizer for EdgeTokenizer {
     }
 }
 
+/// Word pairs ("quote next", "next week"): every two words at adjacent positions, so that a
+/// phrase is found through terms alone. Positions make a phrase query read every candidate's
+/// positions; a pair is an ordinary term whose postings carry score bounds, so block-WAND can
+/// skip whatever cannot reach the page. A two-word phrase is one pair term; a longer phrase
+/// needs all its pairs (and a check of the positions for the few documents that reach a page).
+#[derive(Clone)]
+pub(crate) struct PairTokenizer {
+    words: TextAnalyzer,
+}
+
+impl Tokenizer for PairTokenizer {
+    type TokenStream<'a> = VecTokenStream;
+
+    fn token_stream<'a>(&'a mut self, text: &'a str) -> VecTokenStream {
+        let tokens = analyze(&mut self.words, text);
+        let pairs = adjacent_pairs(&tokens)
+            .map(|(a, b)| Token {
+                offset_from: a.offset_from,
+                offset_to: b.offset_to,
+                position: a.position,
+                text: pair(&a.text, &b.text),
+                position_length: 1,
+            })
+            .collect();
+        VecTokenStream::new(pairs)
+    }
+}
+
+/// The pair tokenizer, over the index's words (Chinese dictionary parts included, so a pair
+/// exists wherever a two-word phrase query would match).
+pub(crate) fn pairs() -> TextAnalyzer {
+    TextAnalyzer::from(PairTokenizer {
+        words: words(Mode::Index),
+    })
+}
+
+/// The term of two adjacent words. A space never occurs inside a word.
+pub(crate) fn pair(first: &str, second: &str) -> String {
+    format!("{first} {second}")
+}
+
+/// Every two tokens at adjacent positions, in order. Tokens come in position order; several
+/// may share a position (a Chinese word and the dictionary words inside it).
+pub(crate) fn adjacent_pairs(tokens: &[Token]) -> impl Iterator<Item = (&Token, &Token)> {
+    tokens.iter().enumerate().flat_map(move |(i, a)| {
+        tokens[i + 1..]
+            .iter()
+            .skip_while(move |b| b.position == a.position)
+            .take_while(move |b| b.position == a.position + 1)
+            .map(move |b| (a, b))
+    })
+}
+
 /// Words, lowercased and folded to ASCII where they have an ASCII form (é → e).
 pub(crate) fn words(mode: Mode) -> TextAnalyzer {
     TextAnalyzer::builder(CrmTokenizer { mode })
@@ -368,6 +421,32 @@ mod tests {
             texts(Mode::Fuzzy, "Order 4711 for Café 北京 a1"),
             ["order", "for", "cafe"]
         );
+    }
+
+    #[test]
+    fn pairs_join_adjacent_words_only() {
+        let terms = |text: &str| -> Vec<String> {
+            analyze(&mut pairs(), text)
+                .into_iter()
+                .map(|t| t.text)
+                .collect()
+        };
+        assert_eq!(
+            terms("Quote, next week!"),
+            ["quote next", "next week"],
+            "punctuation does not separate words"
+        );
+        assert!(terms("One").is_empty());
+        let long = format!("before {} after", "x".repeat(MAX_TOKEN_BYTES + 1));
+        assert!(terms(&long).is_empty(), "a dropped word leaves a gap");
+        // A Chinese word and the dictionary words inside it (at its position) pair with the
+        // words of the next position, and only those.
+        let zh = terms("北京科技有限公司成立");
+        for expected in ["北京 科技", "科技 有限公司", "有限公司 成立", "公司 成立"]
+        {
+            assert!(zh.contains(&expected.to_string()), "{expected}: {zh:?}");
+        }
+        assert!(!zh.contains(&"北京 有限公司".to_string()), "{zh:?}");
     }
 
     #[test]
