@@ -216,11 +216,20 @@ fn measure(
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(QUERIES_PER_KIND);
-    for q in queries.iter().cycle().take(runs) {
+    let mut by_query = vec![Vec::new(); queries.len()];
+    for (i, q) in queries.iter().enumerate().cycle().take(runs) {
         let t = Instant::now();
         let found = e.search(q, filters, Page::first(10))?;
         samples.push(t.elapsed());
+        by_query[i].push(t.elapsed());
         hits += usize::from(!found.hits.is_empty());
+    }
+    // SEARCH_BENCH_VERBOSE=1 prints each query's median (which queries of a kind are slow).
+    if std::env::var_os("SEARCH_BENCH_VERBOSE").is_some() {
+        for (q, mut times) in queries.iter().zip(by_query) {
+            times.sort();
+            println!("{kind}: {q:?} median {}", fmt(percentile(&times, 0.5)));
+        }
     }
     samples.sort();
     Ok(Row {

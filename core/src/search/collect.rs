@@ -62,18 +62,63 @@ impl Eq for Entry {}
 /// The best `k` matches by score, ties ordered by record id (ascending).
 pub(crate) struct TopById {
     k: usize,
-    /// Per segment ordinal: whether its documents are known to be in id order.
-    ordered: Vec<bool>,
+    /// Per segment ordinal: its id columns and order, when known.
+    segments: Vec<Option<SegmentIds>>,
     /// What a match must also match to count, checked only for matches that would enter.
     verify: Option<Box<dyn Weight>>,
 }
 
+/// A segment's record-id columns and whether its documents are in id order. Opening a column
+/// decodes its block index, which costs more than a small query: the index keeps these per
+/// segment (a segment never changes once written).
+#[derive(Clone)]
+pub(crate) struct SegmentIds {
+    hi: Half,
+    lo: Half,
+    /// The segment lists its documents in strictly increasing record id order.
+    ordered: bool,
+}
+
+impl SegmentIds {
+    /// Opens the columns of a segment and checks its order (a pass over every document).
+    pub fn of(segment: &SegmentReader) -> Self {
+        let mut ids = Self::unchecked(segment);
+        ids.ordered = ids.in_id_order(segment.max_doc());
+        ids
+    }
+
+    /// Opens the columns of a segment, taking it as unordered.
+    fn unchecked(segment: &SegmentReader) -> Self {
+        let fast = segment.fast_fields();
+        Self {
+            hi: Half(fast.u64("id_hi").ok()),
+            lo: Half(fast.u64("id_lo").ok()),
+            ordered: false,
+        }
+    }
+
+    fn in_id_order(&self, max_doc: DocId) -> bool {
+        let mut last = None;
+        for doc in 0..max_doc {
+            let (Some(h), Some(l)) = (self.hi.get(doc), self.lo.get(doc)) else {
+                return false;
+            };
+            let id = (u128::from(h) << 64) | u128::from(l);
+            if last.is_some_and(|previous| previous >= id) {
+                return false;
+            }
+            last = Some(id);
+        }
+        true
+    }
+}
+
 impl TopById {
-    /// Collects at most `k` hits; `ordered` tells which segments are in id order.
-    pub fn new(k: usize, ordered: Vec<bool>) -> Self {
+    /// Collects at most `k` hits; `segments` has what is known of each segment.
+    pub fn new(k: usize, segments: Vec<Option<SegmentIds>>) -> Self {
         Self {
             k,
-            ordered,
+            segments,
             verify: None,
         }
     }
@@ -112,25 +157,8 @@ impl Verifier {
     }
 }
 
-/// Whether a segment lists its documents in strictly increasing record id order.
-pub(crate) fn in_id_order(segment: &SegmentReader) -> bool {
-    let fast = segment.fast_fields();
-    let (hi, lo) = (Half(fast.u64("id_hi").ok()), Half(fast.u64("id_lo").ok()));
-    let mut last = None;
-    for doc in 0..segment.max_doc() {
-        let (Some(h), Some(l)) = (hi.get(doc), lo.get(doc)) else {
-            return false;
-        };
-        let id = (u128::from(h) << 64) | u128::from(l);
-        if last.is_some_and(|previous| previous >= id) {
-            return false;
-        }
-        last = Some(id);
-    }
-    true
-}
-
 /// One half of the record id, as a fast-field column of one segment.
+#[derive(Clone)]
 struct Half(Option<Column<u64>>);
 
 impl Half {
@@ -238,17 +266,16 @@ impl Collector for TopById {
         segment_ord: SegmentOrdinal,
         segment: &SegmentReader,
     ) -> tantivy::Result<SegmentTop> {
-        let fast = segment.fast_fields();
-        let ordered = usize::try_from(segment_ord)
+        let ids = usize::try_from(segment_ord)
             .ok()
-            .and_then(|i| self.ordered.get(i).copied())
-            .unwrap_or(false);
+            .and_then(|i| self.segments.get(i).cloned().flatten())
+            .unwrap_or_else(|| SegmentIds::unchecked(segment));
         Ok(SegmentTop {
             k: self.k,
-            ordered,
+            ordered: ids.ordered,
             heap: BinaryHeap::with_capacity(self.k.saturating_add(1).min(4096)),
-            hi: Half(fast.u64("id_hi").ok()),
-            lo: Half(fast.u64("id_lo").ok()),
+            hi: ids.hi,
+            lo: ids.lo,
         })
     }
 
@@ -338,13 +365,18 @@ mod tests {
             }
             writer.commit().unwrap();
             let searcher = index.reader().unwrap().searcher();
-            let ordered: Vec<bool> = searcher.segment_readers().iter().map(in_id_order).collect();
+            let segments: Vec<Option<SegmentIds>> = searcher
+                .segment_readers()
+                .iter()
+                .map(|s| Some(SegmentIds::of(s)))
+                .collect();
+            let ordered: Vec<bool> = segments.iter().flatten().map(|s| s.ordered).collect();
             assert_eq!(ordered, [expect_ordered]);
             let query = TermQuery::new(
                 Term::from_field_text(word, "x"),
                 IndexRecordOption::WithFreqs,
             );
-            let top = searcher.search(&query, &TopById::new(5, ordered)).unwrap();
+            let top = searcher.search(&query, &TopById::new(5, segments)).unwrap();
             let got: Vec<u128> = top.iter().map(|(_, id)| id.as_u128() & 0xFFFF).collect();
             assert_eq!(got, [3, 10, 17, 24, 31]);
         }

@@ -11,7 +11,7 @@ use tantivy::query::{BooleanQuery, EnableScoring, Occur, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Searcher, Term};
 
-use super::collect::{TopById, in_id_order, record_id};
+use super::collect::{SegmentIds, TopById, record_id};
 use super::directory::UnsyncedDirectory;
 use super::fields::{self, Fields, INDEX_VERSION};
 use super::plan::Planner;
@@ -50,8 +50,8 @@ struct Shared {
     fields: Fields,
     state: Mutex<State>,
     changed: Condvar,
-    /// Whether each live segment is in id order (segments never change once written).
-    ordered: Mutex<HashMap<SegmentId, bool>>,
+    /// The id columns and order of each live segment (segments never change once written).
+    segments: Mutex<HashMap<SegmentId, SegmentIds>>,
 }
 
 impl Shared {
@@ -60,17 +60,17 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn ordered(&self) -> MutexGuard<'_, HashMap<SegmentId, bool>> {
-        self.ordered.lock().unwrap_or_else(|p| p.into_inner())
+    fn known_segments(&self) -> MutexGuard<'_, HashMap<SegmentId, SegmentIds>> {
+        self.segments.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Per segment of `searcher`: whether it is known to be in id order.
-    fn segment_order(&self, searcher: &Searcher) -> Vec<bool> {
-        let known = self.ordered();
+    /// Per segment of `searcher`: its id columns and order, if already known.
+    fn segment_ids(&self, searcher: &Searcher) -> Vec<Option<SegmentIds>> {
+        let known = self.known_segments();
         searcher
             .segment_readers()
             .iter()
-            .map(|s| known.get(&s.segment_id()).copied().unwrap_or(false))
+            .map(|s| known.get(&s.segment_id()).cloned())
             .collect()
     }
 
@@ -80,7 +80,7 @@ impl Shared {
         let searcher = self.reader.searcher();
         let segments = searcher.segment_readers();
         let fresh: Vec<_> = {
-            let mut known = self.ordered();
+            let mut known = self.known_segments();
             known.retain(|id, _| segments.iter().any(|s| s.segment_id() == *id));
             segments
                 .iter()
@@ -89,9 +89,9 @@ impl Shared {
         };
         let checked: Vec<_> = fresh
             .into_iter()
-            .map(|s| (s.segment_id(), in_id_order(s)))
+            .map(|s| (s.segment_id(), SegmentIds::of(s)))
             .collect();
-        self.ordered().extend(checked);
+        self.known_segments().extend(checked);
     }
 }
 
@@ -213,7 +213,7 @@ impl SearchIndex {
                 waiting: 0,
             }),
             changed: Condvar::new(),
-            ordered: Mutex::new(HashMap::new()),
+            segments: Mutex::new(HashMap::new()),
         });
         let mut indexer = Indexer {
             shared: shared.clone(),
@@ -307,7 +307,7 @@ impl SearchIndex {
         let top = if limit == 0 {
             Vec::new()
         } else {
-            let mut collector = TopById::new(offset + limit, self.shared.segment_order(&searcher));
+            let mut collector = TopById::new(offset + limit, self.shared.segment_ids(&searcher));
             if let Some(verify) = &plan.verify {
                 let weight = verify
                     .weight(EnableScoring::disabled_from_searcher(&searcher))

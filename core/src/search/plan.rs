@@ -180,11 +180,13 @@ impl Planner {
             return None;
         }
         let needles = tokens.iter().map(|t| needle(&t.text, false, 0)).collect();
-        let mut pairs: Vec<Box<dyn Query>> = tokenizer::adjacent_pairs(&tokens)
+        let pairs: Vec<Box<dyn Query>> = tokenizer::adjacent_pairs(&tokens)
             .map(|(a, b)| term(self.f.pair, &tokenizer::pair(&a.text, &b.text), PHRASE))
             .collect();
         let (query, verify) = if pairs.len() == 1 {
-            (pairs.pop()?, None)
+            // As a union of one: a boosted term query on its own is scored match by match,
+            // a union of term queries with block-WAND.
+            (any(pairs), None)
         } else {
             (all(pairs), self.phrase(p, None).0)
         };
