@@ -288,6 +288,76 @@ fn filters_combine_with_text() {
     assert_eq!(ids_with(&e, "", &deals).len(), 2);
 }
 
+/// Filters are checked per hit rather than inside the query: hits that would outrank every
+/// allowed record (companies named like the word) must not take the page's places, across
+/// index segments, pages, totals, deletes and new writes.
+#[test]
+fn filtered_pages_hold_only_allowed_records_in_rank_order() {
+    let e = engine();
+    for _ in 0..12 {
+        company(&e, "Zeta Zeta");
+    }
+    let mut allowed = Vec::new();
+    for i in 0..30 {
+        // Separate writes: the index sees several segments.
+        let id = e
+            .create(
+                contact(&format!("Person{i}"), "Zeta")
+                    .with("lifecycle", if i % 3 == 0 { "lead" } else { "customer" })
+                    .with("tags", Value::List(vec![format!("t{}", i % 2)])),
+            )
+            .unwrap()
+            .id;
+        if i % 3 != 0 && i % 2 == 1 {
+            allowed.push(id);
+        }
+    }
+    let filters = SearchFilters::new()
+        .record_type(RecordType::Contact)
+        .record_type(RecordType::Deal)
+        .lifecycle("customer")
+        .tag("T1");
+    let page = |offset| {
+        e.search("zeta", &filters, Page::new(offset, 4).with_total())
+            .unwrap()
+    };
+    let mut seen = Vec::new();
+    for offset in (0..12).step_by(4) {
+        let found = page(offset);
+        assert_eq!(found.total, Some(allowed.len()));
+        seen.extend(found.hits.iter().map(|h| h.id));
+    }
+    let mut sorted = seen.clone();
+    sorted.sort();
+    let mut expected = allowed.clone();
+    expected.sort();
+    assert_eq!(
+        sorted, expected,
+        "pages cover the allowed records once each"
+    );
+    assert_eq!(
+        ids_with(&e, "zeta", &filters),
+        seen,
+        "pages follow the ranking"
+    );
+    e.delete(allowed[0]).unwrap();
+    let fresh = e
+        .create(
+            contact("Fresh", "Zeta")
+                .with("lifecycle", "customer")
+                .with("tags", Value::List(vec!["t1".into()])),
+        )
+        .unwrap()
+        .id;
+    let mut now = ids_with(&e, "zeta", &filters);
+    now.sort();
+    let mut expected: Vec<RecordId> = allowed[1..].to_vec();
+    expected.push(fresh);
+    expected.sort();
+    assert_eq!(now, expected);
+    assert_eq!(page(0).total, Some(expected.len()));
+}
+
 #[test]
 fn ties_are_ordered_by_id_and_pages_do_not_overlap() {
     let e = engine();

@@ -24,6 +24,7 @@ mod directory;
 mod document;
 mod exclusion;
 mod fields;
+mod filter;
 mod indexer;
 mod plan;
 mod snippet;

@@ -13,12 +13,14 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, ColumnIndex};
 use tantivy::query::Weight;
 use tantivy::{DocAddress, DocId, Score, Searcher, SegmentOrdinal, SegmentReader};
 
+use super::filter::{FilterCache, FilterGroups};
 use crate::model::RecordId;
 
 /// The record id of an index document (from its `id_hi` / `id_lo` fast fields).
@@ -66,6 +68,8 @@ pub(crate) struct TopById {
     segments: Vec<Option<SegmentIds>>,
     /// What a match must also match to count, checked only for matches that would enter.
     verify: Option<Box<dyn Weight>>,
+    /// Filter values a match must hold, checked likewise.
+    filter: Option<(Arc<FilterCache>, FilterGroups)>,
 }
 
 /// A segment's record-id columns and whether its documents are in id order. Opening a column
@@ -120,7 +124,16 @@ impl TopById {
             k,
             segments,
             verify: None,
+            filter: None,
         }
+    }
+
+    /// Counts a match only if it holds a value of every group (checked like `verified_by`).
+    pub fn filtered_by(mut self, cache: Arc<FilterCache>, groups: FilterGroups) -> Self {
+        if !groups.is_empty() {
+            self.filter = Some((cache, groups));
+        }
+        self
     }
 
     /// Counts a match only if `verify` matches it too. The check runs for the few matches
@@ -305,6 +318,10 @@ impl Collector for TopById {
             }),
             None => None,
         };
+        let filter = match &self.filter {
+            Some((cache, groups)) => Some(cache.segment_filter(reader, groups)?),
+            None => None,
+        };
         // The callback cannot return an error: the first one stops collecting and is returned.
         let mut failed = None;
         weight.for_each_pruning(Score::MIN, reader, &mut |doc, score| {
@@ -314,14 +331,19 @@ impl Collector for TopById {
             if alive.is_some_and(|a| a.is_deleted(doc)) {
                 return top.threshold();
             }
-            let mut accept = |doc| match (&mut verifier, &self.verify) {
-                (Some(v), Some(weight)) => {
-                    v.matches(weight.as_ref(), reader, doc).unwrap_or_else(|e| {
-                        failed = Some(e);
-                        false
-                    })
+            let mut accept = |doc| {
+                if filter.as_ref().is_some_and(|f| !f.matches(doc)) {
+                    return false;
                 }
-                _ => true,
+                match (&mut verifier, &self.verify) {
+                    (Some(v), Some(weight)) => {
+                        v.matches(weight.as_ref(), reader, doc).unwrap_or_else(|e| {
+                            failed = Some(e);
+                            false
+                        })
+                    }
+                    _ => true,
+                }
             };
             top.offer(doc, score, &mut accept)
         })?;

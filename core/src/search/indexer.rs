@@ -14,6 +14,7 @@ use tantivy::{Index, IndexReader, IndexSettings, IndexWriter, ReloadPolicy, Sear
 use super::collect::{SegmentIds, TopById, record_id};
 use super::directory::UnsyncedDirectory;
 use super::fields::{self, Fields, INDEX_VERSION};
+use super::filter::FilterCache;
 use super::plan::Planner;
 use super::{Page, SearchError, SearchFilters, SearchHit, SearchOptions, SearchResults};
 use super::{document, snippet, syntax};
@@ -52,6 +53,8 @@ struct Shared {
     changed: Condvar,
     /// The id columns and order of each live segment (segments never change once written).
     segments: Mutex<HashMap<SegmentId, SegmentIds>>,
+    /// Filter bitsets per live segment.
+    filters: Arc<FilterCache>,
 }
 
 impl Shared {
@@ -80,8 +83,10 @@ impl Shared {
         let searcher = self.reader.searcher();
         let segments = searcher.segment_readers();
         let fresh: Vec<_> = {
+            let live: Vec<SegmentId> = segments.iter().map(|s| s.segment_id()).collect();
+            self.filters.retain_segments(&live);
             let mut known = self.known_segments();
-            known.retain(|id, _| segments.iter().any(|s| s.segment_id() == *id));
+            known.retain(|id, _| live.contains(id));
             segments
                 .iter()
                 .filter(|s| !known.contains_key(&s.segment_id()))
@@ -214,6 +219,7 @@ impl SearchIndex {
             }),
             changed: Condvar::new(),
             segments: Mutex::new(HashMap::new()),
+            filters: Arc::default(),
         });
         let mut indexer = Indexer {
             shared: shared.clone(),
@@ -314,8 +320,15 @@ impl SearchIndex {
                     .map_err(SearchError::from)?;
                 collector = collector.verified_by(weight);
             }
+            let ranked = match plan.ranked {
+                Some((text, groups)) => {
+                    collector = collector.filtered_by(self.shared.filters.clone(), groups);
+                    text
+                }
+                None => plan.query,
+            };
             searcher
-                .search(query, &collector)
+                .search(&*ranked, &collector)
                 .map_err(SearchError::from)?
         };
         let page: Vec<_> = top.into_iter().skip(offset).collect();

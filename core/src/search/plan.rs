@@ -23,6 +23,7 @@ use tantivy::tokenizer::TextAnalyzer;
 use super::document::phone_variants;
 use super::exclusion::Excludable;
 use super::fields::{Fields, MAX_PHONE_PREFIX, MIN_PHONE_PREFIX};
+use super::filter::FilterGroups;
 use super::syntax::{Clause, Matcher, Scope};
 use super::tokenizer::{self, MAX_PREFIX_CHARS, MIN_WORD_PREFIX_CHARS, Mode, is_cjk};
 use super::{DateRange, SearchFilters};
@@ -91,6 +92,21 @@ fn all(required: Vec<Box<dyn Query>>) -> Box<dyn Query> {
     ))
 }
 
+/// Documents holding any of `terms`. Plain term queries rather than a TermSetQuery: a filter
+/// lists a few values, and a term set builds an FST per query and a bitset of every match per
+/// segment, where terms are intersected lazily (seeking) with the text query.
+fn any_term(terms: &[Term]) -> Box<dyn Query> {
+    let mut queries: Vec<Box<dyn Query>> = terms
+        .iter()
+        .map(|t| Box::new(TermQuery::new(t.clone(), IndexRecordOption::Basic)) as Box<dyn Query>)
+        .collect();
+    if queries.len() == 1 {
+        queries.remove(0)
+    } else {
+        any(queries)
+    }
+}
+
 fn filter(q: Box<dyn Query>) -> (Occur, Box<dyn Query>) {
     (Occur::Must, Box::new(ConstScoreQuery::new(q, 0.0)))
 }
@@ -108,6 +124,20 @@ pub(crate) struct Plan {
     /// What a hit of `query` must also match: the exact phrases whose pair terms `query`
     /// holds in their place (none for phrases of one or two words).
     pub verify: Option<Box<dyn Query>>,
+    /// `query` without its exact-value filters, and those filters, to check per hit (see
+    /// `filter`). Only when the query has text to rank by; `query` alone counts the total.
+    pub ranked: Option<(Box<dyn Query>, FilterGroups)>,
+}
+
+/// One required clause is run as itself: wrapped in another boolean query, a union of term
+/// queries would be evaluated match by match instead of with block-WAND.
+fn conjunction(mut subs: Vec<(Occur, Box<dyn Query>)>) -> Box<dyn Query> {
+    if let [(Occur::Must, _)] = subs.as_slice()
+        && let Some((_, q)) = subs.pop()
+    {
+        return q;
+    }
+    Box::new(BooleanQuery::new(subs))
 }
 
 impl Planner {
@@ -145,19 +175,21 @@ impl Planner {
                 subs.push((Occur::Must, q));
             }
         }
-        self.filters(filters, &mut subs);
+        self.date_filters(filters, &mut subs);
+        let groups = self.term_filters(filters);
+        let ranked = (positive && !groups.is_empty()).then(|| {
+            let text = subs.iter().map(|(o, q)| (*o, q.box_clone())).collect();
+            conjunction(text)
+        });
+        for group in &groups {
+            subs.push(filter(any_term(group)));
+        }
         if !positive {
             subs.push((Occur::Must, Box::new(AllQuery)));
         }
-        // One required clause is run as itself: wrapped in another boolean query, a union of
-        // term queries would be evaluated match by match instead of with block-WAND.
-        let query = if let [(Occur::Must, _)] = subs.as_slice() {
-            subs.pop().map(|(_, q)| q)
-        } else {
-            None
-        };
         Plan {
-            query: query.unwrap_or_else(|| Box::new(BooleanQuery::new(subs))),
+            query: conjunction(subs),
+            ranked: ranked.map(|q| (q, groups)),
             needles,
             verify: match verify.len() {
                 0 => None,
@@ -194,34 +226,22 @@ impl Planner {
             query,
             needles,
             verify,
+            ranked: None,
         })
     }
 
-    fn filters(&self, filters: &SearchFilters, subs: &mut Vec<(Occur, Box<dyn Query>)>) {
+    /// The exact-value filters: a document must hold one value of each group.
+    fn term_filters(&self, filters: &SearchFilters) -> FilterGroups {
         let f = &self.f;
-        // Plain term queries rather than a TermSetQuery: a filter lists a few values, and a
-        // term set builds an FST per query and a bitset of every match per segment, where
-        // terms are intersected lazily (seeking) with the text query.
-        let set = |field: Field, values: &mut dyn Iterator<Item = &str>| -> Box<dyn Query> {
-            let mut terms: Vec<Box<dyn Query>> = values
-                .map(|v| {
-                    Box::new(TermQuery::new(
-                        Term::from_field_text(field, v),
-                        IndexRecordOption::Basic,
-                    )) as Box<dyn Query>
-                })
-                .collect();
-            if terms.len() == 1 {
-                terms.remove(0)
-            } else {
-                any(terms)
-            }
+        let mut groups: FilterGroups = Vec::new();
+        let terms = |field: Field, values: &mut dyn Iterator<Item = &str>| -> Vec<Term> {
+            values.map(|v| Term::from_field_text(field, v)).collect()
         };
         if !filters.types.is_empty() {
-            subs.push(filter(set(
+            groups.push(terms(
                 f.record_type,
                 &mut filters.types.iter().map(|t| t.as_str()),
-            )));
+            ));
         }
         for (field, values) in [
             (f.stage, &filters.stages),
@@ -229,12 +249,17 @@ impl Planner {
             (f.owner, &filters.owners),
         ] {
             if !values.is_empty() {
-                subs.push(filter(set(field, &mut values.iter().map(String::as_str))));
+                groups.push(terms(field, &mut values.iter().map(String::as_str)));
             }
         }
         for tag in &filters.tags {
-            subs.push(filter(term(f.tag, &tag.to_lowercase(), 1.0)));
+            groups.push(vec![Term::from_field_text(f.tag, &tag.to_lowercase())]);
         }
+        groups
+    }
+
+    fn date_filters(&self, filters: &SearchFilters, subs: &mut Vec<(Occur, Box<dyn Query>)>) {
+        let f = &self.f;
         for (field, range) in [(f.created, &filters.created), (f.updated, &filters.updated)] {
             if let Some(q) = range.as_ref().and_then(|r| date_range(field, r)) {
                 subs.push(filter(q));
