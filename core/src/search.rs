@@ -30,6 +30,7 @@ mod plan;
 mod snippet;
 mod syntax;
 mod tokenizer;
+mod typos;
 
 use std::ops::Range;
 

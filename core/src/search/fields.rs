@@ -62,7 +62,8 @@ pub(crate) struct Fields {
     pub prefix: Field,
     /// Prefixes of phone digits (type-ahead).
     pub phone_prefix: Field,
-    /// Every alphabetic word of the record's text fields, for typo-tolerant matching.
+    /// Every alphabetic word of the record's text fields, for typo-tolerant matching (with
+    /// frequencies, so that its term queries can be pruned by block-WAND).
     pub all: Field,
     /// Adjacent word pairs of names, companies, titles and text, for phrase queries.
     pub pair: Field,
@@ -79,7 +80,7 @@ fn text(analyzer: &str, record: IndexRecordOption) -> TextOptions {
 impl Fields {
     /// The schema and the handles to its fields.
     pub fn schema() -> (Schema, Fields) {
-        use IndexRecordOption::{Basic, WithFreqs, WithFreqsAndPositions};
+        use IndexRecordOption::{WithFreqs, WithFreqsAndPositions};
         let mut b = Schema::builder();
         let num = NumericOptions::default() | INDEXED | FAST;
         let fields = Fields {
@@ -102,7 +103,7 @@ impl Fields {
             tag: b.add_text_field("tag", text(KEYWORD, WithFreqs)),
             prefix: b.add_text_field("prefix", text(PREFIX, WithFreqs)),
             phone_prefix: b.add_text_field("phone_prefix", text(PHONE_EDGE, WithFreqs)),
-            all: b.add_text_field("all", text(FUZZY, Basic)),
+            all: b.add_text_field("all", text(FUZZY, WithFreqs)),
             pair: b.add_text_field("pair", text(PAIRS, WithFreqs)),
         };
         (b.build(), fields)

@@ -291,7 +291,8 @@ impl SearchIndex {
         let clauses = syntax::parse(query)?;
         self.wait_for(store.last_seq()?)?;
         let searcher = self.shared.reader.searcher();
-        let plan = Planner::new(self.shared.fields.clone()).plan(&clauses, filters);
+        let plan =
+            Planner::new(self.shared.fields.clone(), searcher.clone()).plan(&clauses, filters);
         let offset = page.offset.min(MAX_DEPTH);
         let limit = page.limit.min(Page::MAX_LIMIT).min(MAX_DEPTH - offset);
         let query = &*plan.query;

@@ -12,13 +12,13 @@
 
 use std::ops::Bound;
 
-use tantivy::Term;
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, PhraseQuery, Query,
     RangeQuery, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TextAnalyzer;
+use tantivy::{Searcher, Term};
 
 use super::document::phone_variants;
 use super::exclusion::Excludable;
@@ -26,6 +26,7 @@ use super::fields::{Fields, MAX_PHONE_PREFIX, MIN_PHONE_PREFIX};
 use super::filter::FilterGroups;
 use super::syntax::{Clause, Matcher, Scope};
 use super::tokenizer::{self, MAX_PREFIX_CHARS, MIN_WORD_PREFIX_CHARS, Mode, is_cjk};
+use super::typos;
 use super::{DateRange, SearchFilters};
 
 const NAME: f32 = 4.0;
@@ -115,6 +116,8 @@ fn filter(q: Box<dyn Query>) -> (Occur, Box<dyn Query>) {
 pub(crate) struct Planner {
     f: Fields,
     words: TextAnalyzer,
+    /// The index searched: its term dictionaries give the words a typo may stand for.
+    searcher: Searcher,
 }
 
 /// A query ready to run, with what to highlight.
@@ -141,10 +144,11 @@ fn conjunction(mut subs: Vec<(Occur, Box<dyn Query>)>) -> Box<dyn Query> {
 }
 
 impl Planner {
-    pub fn new(f: Fields) -> Self {
+    pub fn new(f: Fields, searcher: Searcher) -> Self {
         Self {
             f,
             words: tokenizer::words(Mode::Query),
+            searcher,
         }
     }
 
@@ -429,10 +433,35 @@ impl Planner {
                 [(field, _)] => *field,
                 _ => f.all,
             };
-            let q = FuzzyTermQuery::new(Term::from_field_text(field, t), typos, true);
-            alts.push(Box::new(BoostQuery::new(Box::new(q), FUZZY)));
+            alts.extend(self.typo_alternatives(field, t, typos));
         }
         alts
+    }
+
+    /// The indexed words within `typos` of `t` (itself included) as term queries, each scaled
+    /// so that it scores at most [`FUZZY`]: a record found through a typo ranks below records
+    /// that hold the word, and one that holds the word gets the same small bonus.
+    fn typo_alternatives(&self, field: Field, t: &str, typos: u8) -> Vec<Box<dyn Query>> {
+        let near = match typos::words_near(&self.searcher, field, t, typos) {
+            Ok(near) => near,
+            Err(e) => {
+                tracing::warn!("listing the words near {t:?} failed, matching them as a set: {e}");
+                let q = FuzzyTermQuery::new(Term::from_field_text(field, t), typos, true);
+                return vec![Box::new(BoostQuery::new(Box::new(q), FUZZY))];
+            }
+        };
+        let docs = self.searcher.num_docs() as f32;
+        near.iter()
+            .map(|word| {
+                let term = Term::from_field_text(field, word);
+                let with = self.searcher.doc_freq(&term).unwrap_or(0) as f32;
+                // BM25 never exceeds idf * (k1 + 1) with tantivy's k1 = 1.2.
+                let idf = (1.0 + (docs - with + 0.5) / (with + 0.5)).ln();
+                let cap = (idf * 2.2).max(f32::EPSILON);
+                let q = TermQuery::new(term, IndexRecordOption::WithFreqs);
+                Box::new(BoostQuery::new(Box::new(q), FUZZY / cap)) as Box<dyn Query>
+            })
+            .collect()
     }
 
     fn phrase(&mut self, p: &str, scope: Option<Scope>) -> (Option<Box<dyn Query>>, Vec<Needle>) {
