@@ -45,6 +45,16 @@ fn raw_change_bytes(from: &Engine, to: &Engine, ids: &[RecordId]) -> anyhow::Res
     Ok(total)
 }
 
+/// With `SYNC_BENCH_PERF_CTL=<fifo>`, tells a `perf record --control fifo:<fifo> -D -1` to
+/// start or stop sampling, so a profile covers the incremental session only.
+fn profile(command: &str) {
+    if let Some(fifo) = std::env::var_os("SYNC_BENCH_PERF_CTL")
+        && let Err(e) = std::fs::write(&fifo, format!("{command}\n"))
+    {
+        eprintln!("perf control: {e}");
+    }
+}
+
 struct Row {
     name: &'static str,
     records: usize,
@@ -134,9 +144,11 @@ async fn main() -> anyhow::Result<()> {
         a.update(*id, Patch::new().set("owner", format!("rep{}", i % 7)))?;
     }
     let raw = raw_change_bytes(&a, &b, &changed)?;
+    profile("enable");
     let t = Instant::now();
     let (ra, rb) = session(&a, &b).await?;
     let time = t.elapsed();
+    profile("disable");
     anyhow::ensure!(
         rb.records_received == changed.len(),
         "incremental incomplete"
