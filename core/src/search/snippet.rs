@@ -47,9 +47,47 @@ fn matches(word: &str, needle: &Needle) -> bool {
         || (needle.typos > 0 && distance(word, &needle.text, needle.typos) <= needle.typos)
 }
 
+/// Byte ranges of the words of ASCII text, as the index's analyzer cuts them: runs of letters
+/// and digits shorter than its longest token.
+fn ascii_words(text: &str) -> impl Iterator<Item = Range<usize>> + '_ {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        loop {
+            while i < bytes.len() && !bytes[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            if i >= bytes.len() {
+                return None;
+            }
+            let start = i;
+            while i < bytes.len() && bytes[i].is_ascii_alphanumeric() {
+                i += 1;
+            }
+            if i - start < tokenizer::MAX_TOKEN_BYTES {
+                return Some(start..i);
+            }
+        }
+    })
+}
+
 /// Byte ranges of `text` holding a word that matches a needle, merged and in order.
 fn highlights(analyzer: &mut TextAnalyzer, text: &str, needles: &[Needle]) -> Vec<Range<usize>> {
     let mut out: Vec<Range<usize>> = Vec::new();
+    if text.is_ascii() {
+        // Most CRM text: the analyzer's words without its allocations (a search shows a page
+        // of hits, each with its long text tokenized here).
+        let mut lower = String::new();
+        for word in ascii_words(text) {
+            lower.clear();
+            lower.push_str(&text[word.clone()]);
+            lower.make_ascii_lowercase();
+            if needles.iter().any(|n| matches(&lower, n)) {
+                out.push(word);
+            }
+        }
+        return out;
+    }
     for token in tokenizer::analyze(analyzer, text) {
         if needles.iter().any(|n| matches(&token.text, n)) {
             out.push(token.offset_from..token.offset_to);
@@ -162,6 +200,36 @@ mod tests {
         assert_eq!(distance("jonh", "john", 2), 1);
         assert_eq!(distance("acme", "acne", 2), 1);
         assert_eq!(distance("kitten", "sitting", 3), 3);
+    }
+
+    #[test]
+    fn ascii_words_are_the_analyzers_words() {
+        let long = "x".repeat(tokenizer::MAX_TOKEN_BYTES);
+        let text = format!("Call ACME-corp, re: Q3 #4711; {long} ok.\tdone_now (x2)");
+        let mut analyzer = tokenizer::words(Mode::Index);
+        let expected: Vec<(usize, usize, String)> = tokenizer::analyze(&mut analyzer, &text)
+            .into_iter()
+            .map(|t| (t.offset_from, t.offset_to, t.text))
+            .collect();
+        let got: Vec<(usize, usize, String)> = ascii_words(&text)
+            .map(|r| (r.start, r.end, text[r].to_ascii_lowercase()))
+            .collect();
+        assert_eq!(got, expected);
+        let needles = [
+            Needle {
+                text: "acme".into(),
+                prefix: false,
+                typos: 0,
+            },
+            Needle {
+                text: "don".into(),
+                prefix: true,
+                typos: 0,
+            },
+        ];
+        let marks = highlights(&mut analyzer, &text, &needles);
+        let marked: Vec<&str> = marks.iter().map(|r| &text[r.clone()]).collect();
+        assert_eq!(marked, ["ACME", "done"]);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use tantivy::tokenizer::{
 static JIEBA: LazyLock<Jieba> = LazyLock::new(Jieba::new);
 
 /// Longest token kept, in bytes (longer ones are junk such as base64 blobs).
-const MAX_TOKEN_BYTES: usize = 64;
+pub(crate) const MAX_TOKEN_BYTES: usize = 64;
 /// Longest prefix indexed for type-ahead, in characters.
 pub(crate) const MAX_PREFIX_CHARS: usize = 16;
 /// Shortest prefix of an alphabetic or numeric word indexed for type-ahead, in characters.
