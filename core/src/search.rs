@@ -28,6 +28,7 @@ mod filter;
 mod indexer;
 mod plan;
 mod snippet;
+mod stats;
 mod syntax;
 mod tokenizer;
 mod typos;

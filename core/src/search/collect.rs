@@ -223,13 +223,14 @@ impl SegmentTop {
                 return self.threshold();
             }
         }
+        // Before the id: a filter's bit is cheaper to read than the id columns.
+        if !accept(doc) {
+            return self.threshold();
+        }
         // A document without an id cannot be returned (it is never written that way).
         let (Some(hi), Some(lo)) = (self.hi.get(doc), self.lo.get(doc)) else {
             return self.threshold();
         };
-        if !accept(doc) {
-            return self.threshold();
-        }
         let entry = Entry {
             score,
             id: (u128::from(hi) << 64) | u128::from(lo),

@@ -16,6 +16,7 @@ use super::directory::UnsyncedDirectory;
 use super::fields::{self, Fields, INDEX_VERSION};
 use super::filter::FilterCache;
 use super::plan::Planner;
+use super::stats::StatsCache;
 use super::{Page, SearchError, SearchFilters, SearchHit, SearchOptions, SearchResults};
 use super::{document, snippet, syntax};
 use crate::error::Result;
@@ -55,6 +56,8 @@ struct Shared {
     segments: Mutex<HashMap<SegmentId, SegmentIds>>,
     /// Filter bitsets per live segment.
     filters: Arc<FilterCache>,
+    /// BM25 statistics of the current searcher.
+    stats: StatsCache,
 }
 
 impl Shared {
@@ -220,6 +223,7 @@ impl SearchIndex {
             changed: Condvar::new(),
             segments: Mutex::new(HashMap::new()),
             filters: Arc::default(),
+            stats: StatsCache::default(),
         });
         let mut indexer = Indexer {
             shared: shared.clone(),
@@ -329,7 +333,11 @@ impl SearchIndex {
                 None => plan.query,
             };
             searcher
-                .search(&*ranked, &collector)
+                .search_with_statistics_provider(
+                    &*ranked,
+                    &collector,
+                    &self.shared.stats.of(&searcher),
+                )
                 .map_err(SearchError::from)?
         };
         let page: Vec<_> = top.into_iter().skip(offset).collect();
