@@ -404,18 +404,7 @@ impl Planner {
         typos: u8,
     ) -> Vec<Box<dyn Query>> {
         let f = &self.f;
-        let fields: &[(Field, f32)] = match scope {
-            Some(Scope::Name) => &[(f.name, NAME)],
-            Some(Scope::Company) => &[(f.company, COMPANY)],
-            Some(Scope::Title) => &[(f.title, TITLE)],
-            Some(Scope::Text) => &[(f.text, TEXT)],
-            _ => &[
-                (f.name, NAME),
-                (f.company, COMPANY),
-                (f.title, TITLE),
-                (f.text, TEXT),
-            ],
-        };
+        let fields = &word_fields(f, scope)[..];
         let mut alts: Vec<Box<dyn Query>> =
             fields.iter().map(|&(field, b)| term(field, t, b)).collect();
         let chars = t.chars().count();
@@ -471,19 +460,7 @@ impl Planner {
             let q = tokens.first().map(|t| self.token(&t.text, scope, false, 0));
             return (q, needles);
         }
-        let f = &self.f;
-        let fields: &[(Field, f32)] = match scope {
-            Some(Scope::Name) => &[(f.name, NAME)],
-            Some(Scope::Company) => &[(f.company, COMPANY)],
-            Some(Scope::Title) => &[(f.title, TITLE)],
-            Some(Scope::Text) => &[(f.text, TEXT)],
-            _ => &[
-                (f.name, NAME),
-                (f.company, COMPANY),
-                (f.title, TITLE),
-                (f.text, TEXT),
-            ],
-        };
+        let fields = &word_fields(&self.f, scope)[..];
         let first = tokens.first().map_or(0, |t| t.position);
         let alts = fields
             .iter()
@@ -502,6 +479,22 @@ impl Planner {
             })
             .collect();
         (Some(any(alts)), needles)
+    }
+}
+
+/// The word fields a scope searches, with their weights.
+fn word_fields(f: &Fields, scope: Option<Scope>) -> Vec<(Field, f32)> {
+    match scope {
+        Some(Scope::Name) => vec![(f.name, NAME)],
+        Some(Scope::Company) => vec![(f.company, COMPANY)],
+        Some(Scope::Title) => vec![(f.title, TITLE)],
+        Some(Scope::Text) => vec![(f.text, TEXT)],
+        _ => vec![
+            (f.name, NAME),
+            (f.company, COMPANY),
+            (f.title, TITLE),
+            (f.text, TEXT),
+        ],
     }
 }
 
