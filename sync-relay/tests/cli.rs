@@ -4,8 +4,8 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 
-use crate::common::{relay, stdout_of};
-use crmsync::net::{EndpointAddr, NetOptions, PublicKey, Role, TransportAddr};
+use crate::common::{add_workspace, init, relay, stdout_of};
+use crmsync::net::{EndpointAddr, NetOptions, Role, TransportAddr};
 use crmsync::{Engine, NewRecord, RecordType};
 
 #[test]
@@ -28,13 +28,7 @@ async fn init_add_serve_status_and_sigterm_as_an_operator_would() {
     let config = dir.path().join("relay.toml");
     let config_arg = config.to_str().unwrap();
 
-    let out = stdout_of(relay().args(["init", "--config", config_arg]));
-    let node_id: PublicKey = out
-        .lines()
-        .find_map(|l| l.strip_prefix("relay node id: "))
-        .expect("init prints the node id")
-        .parse()
-        .unwrap();
+    let node_id = init(config_arg);
     let text = std::fs::read_to_string(&config).unwrap();
     assert!(
         text.contains("# crmsync-relay configuration"),
@@ -64,18 +58,7 @@ async fn init_add_serve_status_and_sigterm_as_an_operator_would() {
     let for_relay = admin.invite_device(node_id, Role::Member, None).unwrap();
     let ws = admin.workspace_id().to_string();
     let admin_key = admin_credential.admin().to_string();
-    stdout_of(relay().args([
-        "workspace",
-        "add",
-        "--config",
-        config_arg,
-        "--id",
-        &ws,
-        "--admin-key",
-        &admin_key,
-        "--credential",
-        &for_relay.to_string(),
-    ]));
+    add_workspace(config_arg, &admin, &admin_key, &for_relay.to_string());
     // A credential for someone else is refused with a reason.
     let wrong = admin
         .invite_device(admin.node_id().unwrap(), Role::Member, None)
@@ -202,13 +185,7 @@ async fn a_relay_killed_mid_sync_keeps_every_applied_batch_and_devices_complete_
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("relay.toml");
     let config_arg = config.to_str().unwrap();
-    let out = stdout_of(relay().args(["init", "--config", config_arg]));
-    let node_id: PublicKey = out
-        .lines()
-        .find_map(|l| l.strip_prefix("relay node id: "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let node_id = init(config_arg);
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("127.0.0.1:7788", &format!("127.0.0.1:{}", free_udp_port()))
@@ -218,18 +195,12 @@ async fn a_relay_killed_mid_sync_keeps_every_applied_batch_and_devices_complete_
     let admin = Engine::in_memory().unwrap();
     let admin_credential = admin.init_admin().unwrap();
     let for_relay = admin.invite_device(node_id, Role::Member, None).unwrap();
-    stdout_of(relay().args([
-        "workspace",
-        "add",
-        "--config",
+    add_workspace(
         config_arg,
-        "--id",
-        &admin.workspace_id().to_string(),
-        "--admin-key",
+        &admin,
         &admin_credential.admin().to_string(),
-        "--credential",
         &for_relay.to_string(),
-    ]));
+    );
     admin
         .create_many(
             (0..RECORDS)

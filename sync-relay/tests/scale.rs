@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{relay, stdout_of};
+use crate::common::{add_workspace, init, relay, stdout_of};
 use crmsync::net::{EndpointAddr, NetOptions, Network, PublicKey, Role, TransportAddr};
 use crmsync::{
     Engine, EngineOptions, NewRecord, Patch, Record, RecordId, RecordType, SearchOptions,
@@ -269,13 +269,7 @@ async fn fifty_devices_and_five_workspaces_converge_through_one_relay_process() 
     let config = dir.path().join("relay.toml");
     let config_arg = config.to_str().unwrap();
 
-    let out = stdout_of(relay().args(["init", "--config", config_arg]));
-    let node_id: PublicKey = out
-        .lines()
-        .find_map(|l| l.strip_prefix("relay node id: "))
-        .expect("init prints the node id")
-        .parse()
-        .unwrap();
+    let node_id = init(config_arg);
     let text = on_free_ports(&std::fs::read_to_string(&config).unwrap());
     assert!(text.contains("bind_addr = \"127.0.0.1:0\""), "{text}");
     std::fs::write(&config, text).unwrap();
@@ -291,18 +285,12 @@ async fn fifty_devices_and_five_workspaces_converge_through_one_relay_process() 
         .collect();
     for admin in &admins {
         let for_relay = admin.invite_device(node_id, Role::Member, None).unwrap();
-        stdout_of(relay().args([
-            "workspace",
-            "add",
-            "--config",
+        add_workspace(
             config_arg,
-            "--id",
-            &admin.workspace_id().to_string(),
-            "--admin-key",
+            admin,
             &for_relay.admin().to_string(),
-            "--credential",
             &for_relay.to_string(),
-        ]));
+        );
     }
     let server = RelayProcess::serve(&config, node_id, dir.path().join("relay.log"));
 
