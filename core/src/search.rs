@@ -26,6 +26,7 @@ mod exclusion;
 mod fields;
 mod filter;
 mod indexer;
+mod on_disk;
 mod plan;
 mod snippet;
 mod stats;

@@ -5,7 +5,7 @@
 //! data, so it does not need to survive power loss: files are written and renamed into place
 //! without fsync, which still survives a killed process (the data is in the page cache). After a
 //! power loss the index may be torn; opening it then fails its checksum validation and it is
-//! rebuilt from the store (see `indexer::open`).
+//! rebuilt from the store (see `on_disk`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
