@@ -36,6 +36,7 @@ mod membership;
 mod node;
 mod observer;
 mod session;
+mod tasks;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -88,39 +88,52 @@ async fn push_loop(shared: Weak<Shared>, peer: EndpointId, wake: Arc<Notify>) {
         // Changes arriving together go out in one session.
         tokio::time::sleep(DEBOUNCE).await;
         let Some(s) = shared.upgrade() else { return };
-        let still_ours = lock(&s.pushers)
-            .get(&peer)
-            .is_some_and(|w| Arc::ptr_eq(w, &wake));
-        let member = lock(&s.members).get(&peer).copied();
-        let (Some(conn), Some(member), true) = (s.open_connection(&peer), member, still_ours)
-        else {
-            return; // the device went away; a new connection gets a new task
-        };
-        let Home::Host(host) = &s.home else { return };
-        let Some(engine) = host.replica(member.workspace) else {
+        let live = s.tasks.enter();
+        // `push` owns the state and the replica, and lets go of them before the count ends.
+        let more = push(s, peer, &wake).await;
+        drop(live);
+        if !more {
             return;
-        };
-        let Ok(_push_slot) = s.push_slots.acquire().await else {
-            return;
-        };
-        let _one_at_a_time = s.outgoing_gate(peer).await;
-        let traffic = Arc::new(Traffic::default());
-        let outcome = match conn.open_bi().await {
-            Ok(streams) => s.dialed_session(&engine, &peer, streams, &traffic).await,
-            Err(e) => Err(NetError::Connection(e.to_string())),
-        };
-        if let Err(e) = &outcome {
-            tracing::info!(%peer, error = %e, "push to a connected device failed");
         }
-        s.observe(SessionEvent {
-            peer,
-            workspace: Some(member.workspace),
-            direction: Direction::Outgoing,
-            bytes_received: traffic.received.load(Ordering::Relaxed),
-            bytes_sent: traffic.sent.load(Ordering::Relaxed),
-            outcome: outcome.as_ref(),
-        });
-        // The device may have sent edits of its own back: they go to the others.
-        s.after_session(peer, member.workspace, outcome.as_ref().ok());
     }
+}
+
+/// One push session to `peer`; whether the device is still there to push to later.
+async fn push(s: Arc<Shared>, peer: EndpointId, wake: &Arc<Notify>) -> bool {
+    let still_ours = lock(&s.pushers)
+        .get(&peer)
+        .is_some_and(|w| Arc::ptr_eq(w, wake));
+    let member = lock(&s.members).get(&peer).copied();
+    let (Some(conn), Some(member), true) = (s.open_connection(&peer), member, still_ours) else {
+        return false; // the device went away; a new connection gets a new task
+    };
+    let Home::Host(host) = &s.home else {
+        return false;
+    };
+    let Some(engine) = host.replica(member.workspace) else {
+        return false;
+    };
+    let Ok(_push_slot) = s.push_slots.acquire().await else {
+        return false;
+    };
+    let _one_at_a_time = s.outgoing_gate(peer).await;
+    let traffic = Arc::new(Traffic::default());
+    let outcome = match conn.open_bi().await {
+        Ok(streams) => s.dialed_session(&engine, &peer, streams, &traffic).await,
+        Err(e) => Err(NetError::Connection(e.to_string())),
+    };
+    if let Err(e) = &outcome {
+        tracing::info!(%peer, error = %e, "push to a connected device failed");
+    }
+    s.observe(SessionEvent {
+        peer,
+        workspace: Some(member.workspace),
+        direction: Direction::Outgoing,
+        bytes_received: traffic.received.load(Ordering::Relaxed),
+        bytes_sent: traffic.sent.load(Ordering::Relaxed),
+        outcome: outcome.as_ref(),
+    });
+    // The device may have sent edits of its own back: they go to the others.
+    s.after_session(peer, member.workspace, outcome.as_ref().ok());
+    true
 }

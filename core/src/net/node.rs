@@ -14,6 +14,7 @@ use super::background::Background;
 use super::limits::{ByteBudgets, Traffic};
 use super::observer::{ConnectedPeer, Direction, SessionEvent};
 use super::session::breaks_connection;
+use super::tasks::Tasks;
 use super::{ALPN, NetError, NetOptions};
 use crate::engine::Engine;
 use crate::model::DeviceId;
@@ -106,7 +107,12 @@ pub(super) struct Shared {
     pub(super) members: Mutex<HashMap<EndpointId, Member>>,
     /// A host's push task per connected peer, woken when its workspace changes.
     pub(super) pushers: Mutex<HashMap<EndpointId, Arc<Notify>>>,
+    /// Sessions and pushes in flight, which hold this state (and a host's replicas).
+    pub(super) tasks: Arc<Tasks>,
 }
+
+/// How long shutdown waits for the sessions in flight to end once their connections closed.
+pub(super) const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves the maps consistent, so a poisoned lock is still usable.
@@ -190,6 +196,7 @@ impl Network {
             budgets: Arc::new(ByteBudgets::new(bytes_per_minute)),
             members: Mutex::new(HashMap::new()),
             pushers: Mutex::new(HashMap::new()),
+            tasks: Arc::default(),
         });
         tokio::spawn(accept_loop(Arc::downgrade(&shared)));
         Ok(Network { shared })
@@ -323,11 +330,15 @@ impl Network {
         self.shared.options.max_sessions - self.shared.sessions.available_permits()
     }
 
-    /// Stops background mode, closes every connection and the endpoint.
+    /// Stops background mode, closes every connection and the endpoint, and waits (up to
+    /// 10 s) for the sessions in flight to let go of the replicas they use.
     pub async fn shutdown(&self) {
         self.stop_background();
         self.shared.endpoint.close().await;
         lock(&self.shared.connections).clear();
+        if !self.shared.tasks.idle(SHUTDOWN_WAIT).await {
+            tracing::warn!("sessions still running {SHUTDOWN_WAIT:?} after shutdown");
+        }
     }
 }
 
@@ -568,7 +579,11 @@ async fn serve(shared: Weak<Shared>, conn: Connection) {
     let remote = conn.remote_id();
     while let Ok(streams) = conn.accept_bi().await {
         let Some(s) = shared.upgrade() else { return };
+        let live = s.tasks.enter();
         tokio::spawn(async move {
+            // Declared in this order so that the state is let go of before the count ends.
+            let _live = live;
+            let s = s;
             let traffic = Arc::new(Traffic::default());
             let (workspace, outcome) = s.incoming_session(&remote, streams, &traffic).await;
             if let Err(e) = &outcome {
