@@ -145,28 +145,33 @@ impl TopById {
 }
 
 /// Whether one segment's documents match a query, asked in increasing document order.
-struct Verifier {
-    weight_scorer: Box<dyn tantivy::query::Scorer>,
+struct Verifier<'a> {
+    weight: &'a dyn Weight,
+    reader: &'a SegmentReader,
+    scorer: Box<dyn tantivy::query::Scorer>,
     /// The last document asked about: asking about an earlier one restarts the scorer.
     last: Option<DocId>,
 }
 
-impl Verifier {
-    fn matches(
-        &mut self,
-        weight: &dyn Weight,
-        reader: &SegmentReader,
-        doc: DocId,
-    ) -> tantivy::Result<bool> {
+impl<'a> Verifier<'a> {
+    fn new(weight: &'a dyn Weight, reader: &'a SegmentReader) -> tantivy::Result<Self> {
+        Ok(Self {
+            weight,
+            reader,
+            scorer: weight.scorer(reader, 1.0)?,
+            last: None,
+        })
+    }
+
+    fn matches(&mut self, doc: DocId) -> tantivy::Result<bool> {
         if self.last.is_some_and(|last| doc <= last) {
-            self.weight_scorer = weight.scorer(reader, 1.0)?;
+            self.scorer = self.weight.scorer(self.reader, 1.0)?;
         }
         self.last = Some(doc);
-        let scorer = &mut self.weight_scorer;
-        if scorer.doc() < doc {
-            scorer.seek(doc);
+        if self.scorer.doc() < doc {
+            self.scorer.seek(doc);
         }
-        Ok(scorer.doc() == doc)
+        Ok(self.scorer.doc() == doc)
     }
 }
 
@@ -313,10 +318,7 @@ impl Collector for TopById {
         let mut top = self.for_segment(segment_ord, reader)?;
         let alive = reader.alive_bitset();
         let mut verifier = match &self.verify {
-            Some(verify) => Some(Verifier {
-                weight_scorer: verify.scorer(reader, 1.0)?,
-                last: None,
-            }),
+            Some(verify) => Some(Verifier::new(verify.as_ref(), reader)?),
             None => None,
         };
         let filter = match &self.filter {
@@ -336,15 +338,12 @@ impl Collector for TopById {
                 if filter.as_ref().is_some_and(|f| !f.matches(doc)) {
                     return false;
                 }
-                match (&mut verifier, &self.verify) {
-                    (Some(v), Some(weight)) => {
-                        v.matches(weight.as_ref(), reader, doc).unwrap_or_else(|e| {
-                            failed = Some(e);
-                            false
-                        })
-                    }
-                    _ => true,
-                }
+                verifier.as_mut().is_none_or(|v| {
+                    v.matches(doc).unwrap_or_else(|e| {
+                        failed = Some(e);
+                        false
+                    })
+                })
             };
             top.offer(doc, score, &mut accept)
         })?;

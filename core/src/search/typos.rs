@@ -6,6 +6,7 @@
 //! dictionaries and searched as ordinary term queries, so a query with a typo is pruned like
 //! any other.
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use levenshtein_automata::{DFA, Distance, LevenshteinAutomatonBuilder, SINK_STATE};
@@ -59,7 +60,8 @@ pub(crate) fn words_near(
 ) -> tantivy::Result<Vec<String>> {
     let builder = &BUILDERS[usize::from(typos.clamp(1, 2)) - 1];
     let dfa = Lev(builder.build_dfa(word));
-    let mut found: Vec<(u8, String)> = Vec::new();
+    // Each segment lists the words it holds: the same word comes from several.
+    let mut found: HashMap<String, u8> = HashMap::new();
     for segment in searcher.segment_readers() {
         let index = segment.inverted_index(field)?;
         let mut stream = index.terms().search(&dfa).into_stream()?;
@@ -67,7 +69,7 @@ pub(crate) fn words_near(
             let Ok(text) = std::str::from_utf8(stream.key()) else {
                 continue;
             };
-            if found.iter().any(|(_, known)| known == text) {
+            if found.contains_key(text) {
                 continue;
             }
             let mut state = dfa.start();
@@ -78,9 +80,10 @@ pub(crate) fn words_near(
                 Distance::Exact(d) => d,
                 Distance::AtLeast(d) => d,
             };
-            found.push((distance, text.to_owned()));
+            found.insert(text.to_owned(), distance);
         }
     }
+    let mut found: Vec<(u8, String)> = found.into_iter().map(|(text, d)| (d, text)).collect();
     found.sort();
     found.truncate(MAX_WORDS);
     Ok(found.into_iter().map(|(_, text)| text).collect())
