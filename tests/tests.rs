@@ -6,6 +6,7 @@ mod convergence;
 mod corrupt;
 mod crash;
 mod engine;
+mod fast_forward;
 mod import_export;
 mod lists;
 mod net;

@@ -10,6 +10,7 @@
 
 mod chunks;
 mod create;
+mod forward;
 mod history;
 mod read;
 
@@ -22,7 +23,8 @@ use chrono::{DateTime, Utc};
 use crate::model::{DeviceId, FieldKind, FieldOp, RecordType, Schema, Value, format_value};
 
 pub use chunks::split_changes;
-pub use create::creation_change;
+pub use create::{creation_change, creation_facts};
+pub use forward::{Facts, fast_forward};
 pub use history::{
     Conflict, FieldChange, HistoryEntry, Version, conflicts, field_history, history,
 };
@@ -79,6 +81,31 @@ pub enum DocError {
     /// Change bytes from another replica are not whole, valid change chunks.
     #[error("malformed change bytes: {0}")]
     BadChunk(&'static str),
+    /// Automerge failed on changes it accepted as well formed (it asserts some rules, such as
+    /// each actor numbering its changes 1, 2, 3…, instead of checking them).
+    #[error("changes that break Automerge's rules: {0}")]
+    Refused(String),
+}
+
+/// Runs Automerge on bytes from another replica, turning a panic inside it into an error. The
+/// document it worked on may be half changed and must be dropped. Effective where panics
+/// unwind (the default); a build with `panic = "abort"` stops instead.
+pub fn guarded<T>(
+    work: impl FnOnce() -> Result<T, automerge::AutomergeError>,
+) -> Result<T, DocError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
+        Ok(result) => Ok(result?),
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic");
+            Err(DocError::Refused(
+                reason.lines().next().unwrap_or_default().to_string(),
+            ))
+        }
+    }
 }
 
 /// The Automerge actor for a device.

@@ -2,6 +2,7 @@
 //! change log. The source of truth; every write is one redb transaction.
 
 mod doc_cache;
+mod export;
 mod merge;
 mod stamp;
 mod tables;
@@ -311,7 +312,7 @@ impl Store {
     pub fn shared_doc(&self, id: RecordId) -> Result<Option<std::sync::Arc<Automerge>>> {
         let txn = self.db.begin_read()?;
         let heads = match txn.open_table(HEADS)?.get(id.as_u128())? {
-            Some(bytes) => tables::decode_heads(bytes.value())?,
+            Some(bytes) => tables::decode_heads_value(bytes.value())?,
             None => return Ok(None),
         };
         if let Some(doc) = self.docs.get(id, &heads) {
@@ -332,7 +333,7 @@ impl Store {
         let txn = self.db.begin_read()?;
         let heads = txn.open_table(HEADS)?;
         match heads.get(id.as_u128())? {
-            Some(bytes) => tables::decode_heads(bytes.value()),
+            Some(bytes) => tables::decode_heads_value(bytes.value()),
             None => Ok(Vec::new()),
         }
     }
@@ -346,7 +347,7 @@ impl Store {
             let (k, v) = entry?;
             out.push((
                 RecordId::from_u128(k.value()),
-                tables::decode_heads(v.value())?,
+                tables::decode_heads_value(v.value())?,
             ));
         }
         Ok(out)

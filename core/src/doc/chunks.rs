@@ -5,6 +5,10 @@
 //! every change twice, and for a replica that merges all day (a relay) that second decode was a
 //! fifth of its work. Changes sent as `save_after` output are a run of change chunks, which can
 //! be split and checked here once and then applied as decoded changes.
+//!
+//! Automerge checks a change's ops when it parses it, but not that the actors its ops name are
+//! among the actors the change lists: `Change::decode` panics on such a change (applying it
+//! fails cleanly). Changes split here have that checked too, so they are safe to decode.
 
 use automerge::Change;
 
@@ -49,10 +53,123 @@ pub fn split_changes(bytes: &[u8]) -> Result<Option<Vec<Change>>, DocError> {
         if change.hash().0[..4] != rest[4..8] {
             return Err(DocError::BadChunk("checksum does not match"));
         }
+        check_actor_indices(&rest[HEADER + width..end]).ok_or(DocError::BadChunk(
+            "an op names an actor the change does not list",
+        ))?;
         changes.push(change);
         rest = &rest[end..];
     }
     Ok(Some(changes))
+}
+
+/// Reads a change chunk's contents (after its header) far enough to check that every actor
+/// column holds indexes of listed actors (the change's own, then its other actors). `None` if
+/// one does not, or if the contents do not read as a change.
+fn check_actor_indices(body: &[u8]) -> Option<()> {
+    let mut r = Reader(body);
+    let deps = r.uint()?;
+    r.take(usize::try_from(deps).ok()?.checked_mul(32)?)?;
+    r.bytes()?; // actor
+    r.uint()?; // seq
+    r.uint()?; // start op
+    r.int()?; // time
+    r.bytes()?; // message
+    let others = r.uint()?;
+    for _ in 0..others {
+        r.bytes()?;
+    }
+    let actors = others.checked_add(1)?;
+    let columns = r.uint()?;
+    let mut specs = Vec::new();
+    for _ in 0..columns {
+        specs.push((r.uint()?, usize::try_from(r.uint()?).ok()?));
+    }
+    for (spec, len) in specs {
+        let data = r.take(len)?;
+        // The low three bits of a column spec are its type; 1 is a column of actor indexes.
+        if spec & 0b111 == 1 && !actor_column_within(data, actors) {
+            return None;
+        }
+    }
+    Some(())
+}
+
+/// Whether every value of a run-length encoded column of actor indexes is below `actors`.
+fn actor_column_within(data: &[u8], actors: u64) -> bool {
+    let mut r = Reader(data);
+    while !r.0.is_empty() {
+        let Some(count) = r.int() else { return false };
+        let values = match count {
+            // A run of one value.
+            1.. => 1,
+            // A run of nulls: their count follows, no value.
+            0 => match r.uint() {
+                Some(_) => 0,
+                None => return false,
+            },
+            // Literal values.
+            _ => count.unsigned_abs(),
+        };
+        for _ in 0..values {
+            match r.uint() {
+                Some(index) if index < actors => {}
+                _ => return false,
+            }
+        }
+    }
+    true
+}
+
+/// A cursor over LEB128 numbers and length-prefixed byte strings.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let (head, tail) = self.0.split_at_checked(n)?;
+        self.0 = tail;
+        Some(head)
+    }
+
+    fn uint(&mut self) -> Option<u64> {
+        let mut value: u64 = 0;
+        for i in 0..10 {
+            let byte = *self.take(1)?.first()?;
+            let part = u64::from(byte & 0x7f);
+            let shift = 7 * i;
+            if shift == 63 && part > 1 {
+                return None;
+            }
+            value |= part << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    fn int(&mut self) -> Option<i64> {
+        let mut value: i64 = 0;
+        let mut shift = 0;
+        loop {
+            let byte = *self.take(1)?.first()?;
+            if shift > 63 {
+                return None;
+            }
+            value |= i64::from(byte & 0x7f).wrapping_shl(shift);
+            shift += 7;
+            if byte & 0x80 == 0 {
+                if shift < 64 && byte & 0x40 != 0 {
+                    value |= -1i64 << shift;
+                }
+                return Some(value);
+            }
+        }
+    }
+
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = usize::try_from(self.uint()?).ok()?;
+        self.take(len)
+    }
 }
 
 /// An unsigned LEB128 number that fits a `usize`, and the bytes it took.
@@ -109,6 +226,55 @@ mod tests {
         let mut huge = bytes[..HEADER].to_vec();
         huge.extend([0xff; 11]);
         assert!(split_changes(&huge).is_err());
+    }
+
+    #[test]
+    fn refuses_ops_naming_an_actor_the_change_does_not_list() {
+        use automerge::legacy::{Key, ObjectId, Op, OpId, OpType, SortedVec};
+        use automerge::{ActorId, ExpandedChange, ScalarValue};
+        use sha2::{Digest, Sha256};
+        // An op overwriting another actor's op lists that actor; then the list is cut.
+        let (a, b) = (ActorId::from(&[1u8; 16][..]), ActorId::from(&[2u8; 16][..]));
+        let change = Change::from(ExpandedChange {
+            operations: vec![Op {
+                action: OpType::Put(ScalarValue::Int(1)),
+                obj: ObjectId::Root,
+                key: Key::Map("a".into()),
+                pred: SortedVec::from(vec![OpId::new(1, &b)]),
+                insert: false,
+            }],
+            actor_id: a,
+            hash: None,
+            seq: 1,
+            start_op: std::num::NonZeroU64::new(2).unwrap(),
+            time: 0,
+            message: None,
+            deps: Vec::new(),
+            extra_bytes: Vec::new(),
+            author: None,
+        });
+        let bytes = change.raw_bytes();
+        assert!(split_changes(bytes).is_ok());
+        let (_, width) = uleb128(&bytes[HEADER..]).unwrap();
+        let body = &bytes[HEADER + width..];
+        // No deps (1 byte), the actor (1 + 16), seq, start op, time, empty message: 1 each.
+        let others = 1 + 17 + 4;
+        assert_eq!(body[others], 1, "one other actor listed");
+        let mut cut = body[..others].to_vec();
+        cut.push(0);
+        cut.extend_from_slice(&body[others + 1 + 17..]);
+        let mut hashed = vec![CHANGE_CHUNK, u8::try_from(cut.len()).unwrap()];
+        hashed.extend_from_slice(&cut);
+        let hash = Sha256::digest(&hashed);
+        let mut forged = MAGIC.to_vec();
+        forged.extend_from_slice(&hash[..4]);
+        forged.extend_from_slice(&hashed);
+        // Automerge reads it as a change; decoding it would panic.
+        assert!(Change::try_from(forged.as_slice()).is_ok());
+        assert!(matches!(
+            split_changes(&forged),
+            Err(DocError::BadChunk(reason)) if reason.contains("actor")
+        ));
     }
 
     #[test]

@@ -14,6 +14,7 @@ use automerge::legacy::{ElementId, Key, ObjectId, Op, OpId, OpType, SortedVec};
 use automerge::{ActorId, Change, ExpandedChange, ObjType, ScalarValue};
 use chrono::{DateTime, Utc};
 
+use super::forward::Facts;
 use super::{CREATED_AT, CREATED_BY, DELETED, FIELDS, TYPE, actor_for, encode_scalar, list_items};
 use crate::model::{DeviceId, RecordType, Value};
 
@@ -54,6 +55,19 @@ impl Ops {
     }
 }
 
+/// Counter of the op making the fields map in a creating change: the fifth, after the four
+/// metadata values.
+const FIELDS_COUNTER: u64 = 5;
+
+/// The [`Facts`] of a document that is just its creating change, made by `device`.
+pub fn creation_facts(device: DeviceId, change: &Change) -> Facts {
+    Facts {
+        max_op: change.max_op(),
+        fields_counter: FIELDS_COUNTER,
+        seqs: vec![(device.0, change.seq())],
+    }
+}
+
 /// The change creating a record: its metadata, its `fields` (validated and normalized), and an
 /// empty object (list or text) for each field of `containers` that `fields` lacks.
 ///
@@ -81,6 +95,7 @@ pub fn creation_change<'a>(
     ops.put(&root, CREATED_BY, ScalarValue::Bytes(device.0.to_vec()));
     ops.put(&root, DELETED, ScalarValue::Boolean(false));
     let map = ops.make(&root, FIELDS, ObjType::Map);
+    debug_assert!(matches!(&map, ObjectId::Id(id) if id.counter() == FIELDS_COUNTER));
     let mut contents: Vec<(ObjectId, &Value)> = Vec::new();
     for (name, value) in fields {
         match value {

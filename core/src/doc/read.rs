@@ -110,6 +110,12 @@ fn latest_change(doc: &Automerge) -> Option<(DateTime<Utc>, DeviceId)> {
         .and_then(|(ms, device)| Some((millis(ms)?, device)))
 }
 
+/// Time and device of a record's last change, read as [`materialize`] reads them when that
+/// change is the document's one head.
+pub(crate) fn change_stamp(timestamp: i64, actor: &[u8]) -> Option<(DateTime<Utc>, DeviceId)> {
+    Some((millis(timestamp)?, DeviceId::from_actor_bytes(actor)))
+}
+
 fn wrong(field: &str, expected: &'static str, found: impl std::fmt::Debug) -> DocError {
     let mut found = format!("{found:?}");
     found.truncate(80);
@@ -157,8 +163,21 @@ pub(crate) fn decode(
         automerge::Value::Object(other) => return Err(wrong(field, expected, other)),
         automerge::Value::Scalar(s) => decode_scalar(field, &s, kind)?,
     };
+    checked(field, decoded, kind)
+}
+
+/// Decodes a scalar field value as [`decode`] does, for a value read from a change.
+pub(crate) fn decode_field_scalar(
+    field: &str,
+    value: &ScalarValue,
+    kind: Option<&FieldKind>,
+) -> Result<Value, DocError> {
+    checked(field, decode_scalar(field, value, kind)?, kind)
+}
+
+fn checked(field: &str, decoded: Value, kind: Option<&FieldKind>) -> Result<Value, DocError> {
     match kind {
-        Some(kind) if !kind.accepts(&decoded) => Err(wrong(field, expected, decoded)),
+        Some(kind) if !kind.accepts(&decoded) => Err(wrong(field, kind.name(), decoded)),
         _ => Ok(decoded),
     }
 }

@@ -25,12 +25,12 @@ fn check_whole(bytes: &[u8]) -> Result<(), DocError> {
     // ERROR level. Under load that filled a relay's log with "change's deps should already be
     // in the document" for sessions that succeeded. Nothing the probe could log is news: a
     // real failure is returned and reported by the caller, so the probe runs unlogged.
-    let probe = || Automerge::load_with_options(bytes, strict);
+    let probe = || doc::guarded(|| Automerge::load_with_options(bytes, strict));
     match tracing::dispatcher::with_default(&tracing::Dispatch::none(), probe) {
         // Changes that build on what we have do not load on their own; that is expected, and
         // whether the document ends up complete is checked after applying them.
-        Ok(_) | Err(AutomergeError::MissingDeps) => Ok(()),
-        Err(e) => Err(e.into()),
+        Ok(_) | Err(DocError::Automerge(AutomergeError::MissingDeps)) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -47,7 +47,7 @@ impl Store {
         let Some(stored) = ctx.heads.get(key)? else {
             return Ok(None);
         };
-        let heads = tables::decode_heads(stored.value())?;
+        let heads = tables::decode_heads_value(stored.value())?;
         drop(stored);
         let Some(doc) = self.docs.take(id, &heads) else {
             return ctx.load(id);
@@ -65,6 +65,9 @@ impl Store {
     /// The changes of a record that a replica holding `have` (heads it already has) lacks, as
     /// bytes for [`Store::apply_changes`]. `None` if the record is unknown here.
     pub fn export_changes(&self, id: RecordId, have: &[ChangeHash]) -> Result<Option<Vec<u8>>> {
+        if let Some(bytes) = self.stored_changes_after(id, have)? {
+            return Ok(Some(bytes));
+        }
         let Some(doc) = self.shared_doc(id)? else {
             return Ok(None);
         };
@@ -106,24 +109,40 @@ impl Store {
             let mut events = Vec::new();
             for (id, bytes) in batch {
                 let id = *id;
+                let key = id.as_u128();
+                let stored = match ctx.heads.get(key)? {
+                    Some(entry) => Some(tables::decode_heads_entry(entry.value())?),
+                    None => None,
+                };
+                let split = match stored {
+                    Some(_) => doc::split_changes(bytes).map_err(Error::doc(id))?,
+                    None => None,
+                };
+                if let (Some((heads, Some(facts))), Some(changes)) = (&stored, &split)
+                    && let Some(event) =
+                        Self::forward(ctx, schema, id, bytes, (heads, facts.clone()), changes)?
+                {
+                    events.push(event);
+                    continue;
+                }
                 let existing = self.load_for_write(ctx, id)?;
                 let (doc, origin_heads, pending) = match existing {
                     Some((mut doc, pending)) => {
                         let heads = doc.get_heads();
-                        match doc::split_changes(bytes).map_err(Error::doc(id))? {
-                            Some(changes) => doc.apply_changes(changes),
+                        match split.clone() {
+                            Some(changes) => doc::guarded(|| doc.apply_changes(changes)),
                             None => {
                                 check_whole(bytes).map_err(Error::doc(id))?;
-                                doc.load_incremental(bytes).map(drop)
+                                doc::guarded(|| doc.load_incremental(bytes).map(drop))
                             }
                         }
-                        .map_err(|e| Error::doc(id)(DocError::from(e)))?;
+                        .map_err(Error::doc(id))?;
                         (doc, Some(heads), pending)
                     }
                     // Strict load: a new record's bytes must be whole, so they can be stored
                     // as they are.
                     None => (
-                        Automerge::load(bytes).map_err(|e| Error::doc(id)(DocError::from(e)))?,
+                        doc::guarded(|| Automerge::load(bytes)).map_err(Error::doc(id))?,
                         None,
                         0,
                     ),
@@ -139,6 +158,26 @@ impl Store {
                     continue;
                 }
                 let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
+                // Updated from what arrived when possible: reading them from the whole
+                // document costs a walk over its history.
+                let known = match &origin_heads {
+                    Some(_) => stored.and_then(|s| s.1).zip(split),
+                    // A new record's bytes are usually its changes: all it has.
+                    None => doc::split_changes(bytes)
+                        .ok()
+                        .flatten()
+                        .map(|changes| (doc::Facts::default(), changes)),
+                };
+                let facts = match known {
+                    Some((facts, changes)) => facts.after(
+                        &doc,
+                        record.created_by,
+                        changes
+                            .iter()
+                            .map(|c| (c.actor_id().to_bytes().to_vec(), c.seq(), c.max_op())),
+                    ),
+                    None => doc::Facts::of(&doc, record.created_by),
+                };
                 let origin = match origin_heads {
                     Some(heads) => {
                         let row = ctx.row(id)?.ok_or_else(|| {
@@ -155,7 +194,7 @@ impl Store {
                     }
                     None => Origin::New(bytes.clone()),
                 };
-                events.push(ctx.persist(&doc, origin, &record, ChangeKind::Merged)?);
+                events.push(ctx.persist(&doc, origin, &record, ChangeKind::Merged, facts)?);
                 // The next batch for this record (a relay hears the same records from many
                 // devices) starts from here instead of decoding the document again. Should
                 // the transaction not commit, these heads are not the stored ones and the
@@ -164,5 +203,33 @@ impl Store {
             }
             Ok(events)
         })
+    }
+
+    /// Merges changes that follow the record's stored heads straight into its row (see
+    /// [`doc::fast_forward`]); `None` when they cannot be, and nothing was written.
+    fn forward(
+        ctx: &mut WriteCtx<'_>,
+        schema: &Schema,
+        id: RecordId,
+        bytes: &[u8],
+        (heads, facts): (&[ChangeHash], doc::Facts),
+        changes: &[automerge::Change],
+    ) -> Result<Option<ChangeEvent>> {
+        let Some(last) = changes.last() else {
+            return Ok(None);
+        };
+        let pending = ctx.pending_chunks(id)?;
+        if !ctx.room_for_chunk(pending) {
+            // Compaction needs the document.
+            return Ok(None);
+        }
+        let Some(row) = ctx.row(id)? else {
+            return Ok(None);
+        };
+        let Some((record, facts)) = doc::fast_forward(&row, heads, facts, changes, schema) else {
+            return Ok(None);
+        };
+        let event = ctx.persist_forward(bytes, pending, (heads, &[last.hash()]), &record, facts)?;
+        Ok(Some(event))
     }
 }

@@ -3,6 +3,7 @@
 use automerge::{Automerge, ChangeHash};
 use redb::{ReadableTable, TableDefinition};
 
+use crate::doc::Facts;
 use crate::error::{Error, Result};
 use crate::model::{Record, RecordId};
 
@@ -12,7 +13,8 @@ pub const DOCS: TableDefinition<u128, &[u8]> = TableDefinition::new("docs");
 pub const DOC_CHANGES: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("doc_changes");
 /// Record id → materialized [`Record`] (postcard).
 pub const ROWS: TableDefinition<u128, &[u8]> = TableDefinition::new("rows");
-/// Record id → current Automerge heads (concatenated 32-byte hashes).
+/// Record id → current Automerge heads (concatenated 32-byte hashes), optionally followed by
+/// the document's [`Facts`] (see [`encode_heads_entry`]).
 pub const HEADS: TableDefinition<u128, &[u8]> = TableDefinition::new("heads");
 /// Local sequence number → record id, change kind and the record's heads before the write
 /// (see [`encode_log`]). The heads let sync send a known peer exactly what it lacks.
@@ -44,6 +46,66 @@ pub fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>> {
         .chunks_exact(32)
         .map(|c| ChangeHash::try_from(c).map_err(|e| Error::corrupt("heads", e)))
         .collect()
+}
+
+/// After a heads entry's hashes, its facts: the highest op and the fields map's counter (two
+/// big-endian u64), each actor with its last sequence number (16 bytes and a u64), then the
+/// count of actors (u16). That is 18 + 24k bytes, never a multiple of 32, while hashes come in
+/// 32s: an entry's length says whether facts follow, and entries written before facts existed
+/// simply have none.
+const FACTS_FIXED: usize = 18;
+const FACTS_PER_ACTOR: usize = 24;
+
+/// A heads table value: the hashes, then the facts when they are known (and fit).
+pub fn encode_heads_entry(heads: &[ChangeHash], facts: Option<&Facts>) -> Vec<u8> {
+    let mut out = encode_heads(heads);
+    if let Some(facts) = facts
+        && let Ok(count) = u16::try_from(facts.seqs.len())
+    {
+        out.extend_from_slice(&facts.max_op.to_be_bytes());
+        out.extend_from_slice(&facts.fields_counter.to_be_bytes());
+        for (actor, seq) in &facts.seqs {
+            out.extend_from_slice(actor);
+            out.extend_from_slice(&seq.to_be_bytes());
+        }
+        out.extend_from_slice(&count.to_be_bytes());
+    }
+    out
+}
+
+/// Decodes a heads table value written by [`encode_heads_entry`].
+pub fn decode_heads_entry(bytes: &[u8]) -> Result<(Vec<ChangeHash>, Option<Facts>)> {
+    if bytes.len().is_multiple_of(32) {
+        return Ok((decode_heads(bytes)?, None));
+    }
+    let bad = || Error::corrupt("heads", "facts do not match their length");
+    let (rest, count) = bytes.split_last_chunk::<2>().ok_or_else(bad)?;
+    let facts_len = FACTS_FIXED - 2 + FACTS_PER_ACTOR * usize::from(u16::from_be_bytes(*count));
+    let split = rest.len().checked_sub(facts_len).ok_or_else(bad)?;
+    let (hashes, facts) = rest.split_at(split);
+    let word = |at: usize| u64::from_be_bytes(facts[at..at + 8].try_into().unwrap_or_default());
+    let seqs = facts[16..]
+        .chunks_exact(FACTS_PER_ACTOR)
+        .map(|c| {
+            let mut actor = [0u8; 16];
+            actor.copy_from_slice(&c[..16]);
+            (
+                actor,
+                u64::from_be_bytes(c[16..].try_into().unwrap_or_default()),
+            )
+        })
+        .collect();
+    let facts = Facts {
+        max_op: word(0),
+        fields_counter: word(8),
+        seqs,
+    };
+    Ok((decode_heads(hashes)?, Some(facts)))
+}
+
+/// The heads of a heads table value.
+pub fn decode_heads_value(bytes: &[u8]) -> Result<Vec<ChangeHash>> {
+    Ok(decode_heads_entry(bytes)?.0)
 }
 
 /// A log entry: record id (16 bytes), change kind (1 byte), heads before the write (32 each).

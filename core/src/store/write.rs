@@ -9,7 +9,7 @@ use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::Store;
 use super::tables::{self, BY_TYPE, DOC_CHANGES, DOCS, HEADS, LOG, ROWS};
-use crate::doc;
+use crate::doc::{self, Facts};
 use crate::error::{Error, Result};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{
@@ -63,6 +63,14 @@ impl<'t> WriteCtx<'t> {
             .transpose()
     }
 
+    /// The facts stored with a record's heads, if any.
+    pub fn stored_facts(&self, id: RecordId) -> Result<Option<Facts>> {
+        match self.heads.get(id.as_u128())? {
+            Some(entry) => Ok(tables::decode_heads_entry(entry.value())?.1),
+            None => Ok(None),
+        }
+    }
+
     pub fn load(&self, id: RecordId) -> Result<Option<(Automerge, u32)>> {
         tables::load_doc(&self.docs, &self.changes, id)
     }
@@ -74,6 +82,7 @@ impl<'t> WriteCtx<'t> {
         origin: Origin,
         record: &Record,
         kind: ChangeKind,
+        facts: Option<Facts>,
     ) -> Result<ChangeEvent> {
         let key = record.id.as_u128();
         let heads_before = match origin {
@@ -81,7 +90,7 @@ impl<'t> WriteCtx<'t> {
                 self.docs.insert(key, bytes.as_slice())?;
                 Vec::new()
             }
-            Origin::Loaded { heads, pending } if pending + 1 >= self.compaction_threshold => {
+            Origin::Loaded { heads, pending } if !self.room_for_chunk(pending) => {
                 self.docs.insert(key, doc.save().as_slice())?;
                 for n in 0..pending {
                     self.changes.remove((key, n))?;
@@ -94,7 +103,7 @@ impl<'t> WriteCtx<'t> {
                 heads
             }
         };
-        self.index(record, kind, &heads_before, &doc.get_heads())
+        self.index(record, kind, &heads_before, &doc.get_heads(), facts)
     }
 
     /// Stores a new record from its document's bytes and heads (the document itself is not
@@ -104,9 +113,47 @@ impl<'t> WriteCtx<'t> {
         bytes: &[u8],
         heads: &[ChangeHash],
         record: &Record,
+        facts: Facts,
     ) -> Result<ChangeEvent> {
         self.docs.insert(record.id.as_u128(), bytes)?;
-        self.index(record, ChangeKind::Created, &[], heads)
+        self.index(record, ChangeKind::Created, &[], heads, Some(facts))
+    }
+
+    /// Appends changes that follow a record's stored heads as its next chunk, with the row
+    /// they make (see [`doc::fast_forward`]). `pending` is the record's count of chunks, which
+    /// must leave room for one more before compaction.
+    pub fn persist_forward(
+        &mut self,
+        bytes: &[u8],
+        pending: u32,
+        (heads_before, heads_after): (&[ChangeHash], &[ChangeHash]),
+        record: &Record,
+        facts: Facts,
+    ) -> Result<ChangeEvent> {
+        self.changes.insert((record.id.as_u128(), pending), bytes)?;
+        self.index(
+            record,
+            ChangeKind::Merged,
+            heads_before,
+            heads_after,
+            Some(facts),
+        )
+    }
+
+    /// How many change chunks a record has appended since its last compaction.
+    pub fn pending_chunks(&self, id: RecordId) -> Result<u32> {
+        let key = id.as_u128();
+        let mut pending = 0;
+        for entry in self.changes.range((key, 0)..=(key, u32::MAX))? {
+            entry?;
+            pending += 1;
+        }
+        Ok(pending)
+    }
+
+    /// Whether a record with `pending` chunks takes one more without compaction.
+    pub fn room_for_chunk(&self, pending: u32) -> bool {
+        pending + 1 < self.compaction_threshold
     }
 
     /// Writes the row, heads, type-index entry and log entry of a record just stored.
@@ -116,12 +163,15 @@ impl<'t> WriteCtx<'t> {
         kind: ChangeKind,
         heads_before: &[ChangeHash],
         heads_after: &[ChangeHash],
+        facts: Option<Facts>,
     ) -> Result<ChangeEvent> {
         let key = record.id.as_u128();
         self.rows
             .insert(key, tables::encode_row(record).as_slice())?;
-        self.heads
-            .insert(key, tables::encode_heads(heads_after).as_slice())?;
+        self.heads.insert(
+            key,
+            tables::encode_heads_entry(heads_after, facts.as_ref()).as_slice(),
+        )?;
         // Rewriting an entry that is already there copies its B-tree path all the same, and
         // every page a commit writes lengthens its fsync: most edits leave the entry as it is.
         // A record stored for the first time (no heads before) has none yet, so an import
@@ -146,6 +196,21 @@ impl<'t> WriteCtx<'t> {
             kind,
         })
     }
+}
+
+/// The facts of a document just changed here, from the stored ones (`before`) when there are
+/// some: the local change is the document's one head.
+fn local_facts(doc: &Automerge, record: &Record, before: Option<Facts>) -> Option<Facts> {
+    let Some(before) = before else {
+        return Facts::of(doc, record.created_by);
+    };
+    let added = doc
+        .get_heads()
+        .iter()
+        .filter_map(|h| doc.get_change_meta_by_hash(h))
+        .map(|m| (m.actor.to_bytes().to_vec(), m.seq, m.max_op))
+        .collect::<Vec<_>>();
+    before.after(doc, record.created_by, added)
 }
 
 /// Now, truncated to the millisecond precision that documents and rows store.
@@ -297,12 +362,16 @@ fn build_docs(
     schema: &Schema,
     records: &[Record],
     now: DateTime<Utc>,
-) -> Vec<(Vec<u8>, ChangeHash)> {
+) -> Vec<(Vec<u8>, ChangeHash, Facts)> {
     let build = |record: &Record| {
         let containers = doc::container_fields(schema, &record.record_type);
         let change =
             doc::creation_change(device, &record.record_type, &record.fields, containers, now);
-        (change.raw_bytes().to_vec(), change.hash())
+        (
+            change.raw_bytes().to_vec(),
+            change.hash(),
+            doc::creation_facts(device, &change),
+        )
     };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if threads < 2 || records.len() < 256 {
@@ -389,8 +458,8 @@ impl Store {
             }
             let docs = build_docs(device, schema, &valid, now);
             let mut events = Vec::with_capacity(valid.len());
-            for (record, (bytes, head)) in valid.iter().zip(docs) {
-                events.push(ctx.persist_new(&bytes, &[head], record)?);
+            for (record, (bytes, head, facts)) in valid.iter().zip(docs) {
+                events.push(ctx.persist_new(&bytes, &[head], record, facts)?);
             }
             Ok(events)
         })
@@ -434,6 +503,7 @@ impl Store {
                 .load_for_write(ctx, id)?
                 .ok_or_else(|| Error::corrupt(format!("record {id}"), "row without document"))?;
             let heads = doc.get_heads();
+            let before = ctx.stored_facts(id)?;
             doc::apply_ops(&mut doc, device, &ops, now).map_err(Error::doc(id))?;
             let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
             let event = ctx.persist(
@@ -441,6 +511,7 @@ impl Store {
                 Origin::Loaded { heads, pending },
                 &record,
                 ChangeKind::Updated,
+                local_facts(&doc, &record, before),
             )?;
             // The next edit of this record (typing into a note, say) starts from here. Should
             // the transaction not commit, these heads are not the stored ones and the entry is
@@ -468,6 +539,7 @@ impl Store {
                 .load_for_write(ctx, id)?
                 .ok_or_else(|| Error::corrupt(format!("record {id}"), "row without document"))?;
             let heads = doc.get_heads();
+            let before = ctx.stored_facts(id)?;
             doc::set_deleted(&mut doc, device, deleted, now).map_err(Error::doc(id))?;
             let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
             let kind = if deleted {
@@ -475,7 +547,14 @@ impl Store {
             } else {
                 ChangeKind::Restored
             };
-            let event = ctx.persist(&doc, Origin::Loaded { heads, pending }, &record, kind)?;
+            let facts = local_facts(&doc, &record, before);
+            let event = ctx.persist(
+                &doc,
+                Origin::Loaded { heads, pending },
+                &record,
+                kind,
+                facts,
+            )?;
             self.docs.put(id, doc.get_heads(), Arc::new(doc));
             Ok(Some(event))
         })

@@ -28,6 +28,12 @@ pub trait Replica {
     fn heads(&self, id: RecordId) -> Result<Vec<ChangeHash>>;
     /// A record's document, shared: a session pushing one edit to many peers reads it once.
     fn doc(&self, id: RecordId) -> Result<Option<Arc<Automerge>>>;
+    /// The changes of a record after `have` when the replica can read them without decoding
+    /// the document (see [`crate::Store::stored_changes_after`]); `None` otherwise, and the
+    /// caller falls back to [`Replica::doc`].
+    fn stored_changes_after(&self, _id: RecordId, _have: &[ChangeHash]) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
     /// A record's whole document as bytes, for a peer that lacks it.
     fn doc_bytes(&self, id: RecordId) -> Result<Option<Vec<u8>>>;
     /// Applies changes for many records atomically; returns the log sequence numbers written.
@@ -65,6 +71,10 @@ impl Replica for Engine {
 
     fn doc(&self, id: RecordId) -> Result<Option<Arc<Automerge>>> {
         self.store().shared_doc(id)
+    }
+
+    fn stored_changes_after(&self, id: RecordId, have: &[ChangeHash]) -> Result<Option<Vec<u8>>> {
+        self.store().stored_changes_after(id, have)
     }
 
     fn doc_bytes(&self, id: RecordId) -> Result<Option<Vec<u8>>> {

@@ -393,6 +393,11 @@ fn plan<P: Replica + ?Sized>(
         Theirs::Since(heads) if heads.is_empty() => {
             replica.doc_bytes(id)?.map_or(Plan::Nothing, send)
         }
+        Theirs::Since(heads) | Theirs::Heads(heads)
+            if let Some(bytes) = replica.stored_changes_after(id, heads)? =>
+        {
+            send(bytes)
+        }
         Theirs::Since(heads) => match replica.doc(id)? {
             Some(doc) => send(doc.save_after(heads)),
             None => Plan::Nothing,
