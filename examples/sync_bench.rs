@@ -46,8 +46,13 @@ fn raw_change_bytes(from: &Engine, to: &Engine, ids: &[RecordId]) -> anyhow::Res
 }
 
 /// With `SYNC_BENCH_PERF_CTL=<fifo>`, tells a `perf record --control fifo:<fifo> -D -1` to
-/// start or stop sampling, so a profile covers the incremental session only.
-fn profile(command: &str) {
+/// start or stop sampling, so a profile covers one session only: the incremental one, or the
+/// initial one with `SYNC_BENCH_PROFILE=initial`.
+fn profile(phase: &str, command: &str) {
+    let wanted = std::env::var("SYNC_BENCH_PROFILE").unwrap_or_else(|_| "incremental".into());
+    if wanted != phase {
+        return;
+    }
     if let Some(fifo) = std::env::var_os("SYNC_BENCH_PERF_CTL")
         && let Err(e) = std::fs::write(&fifo, format!("{command}\n"))
     {
@@ -119,9 +124,11 @@ async fn main() -> anyhow::Result<()> {
 
     // 1. Initial sync into an empty replica.
     let raw = raw_change_bytes(&a, &b, &ids)?;
+    profile("initial", "enable");
     let t = Instant::now();
     let (ra, rb) = session(&a, &b).await?;
     let time = t.elapsed();
+    profile("initial", "disable");
     anyhow::ensure!(
         rb.records_received == n,
         "b received {}",
@@ -144,11 +151,11 @@ async fn main() -> anyhow::Result<()> {
         a.update(*id, Patch::new().set("owner", format!("rep{}", i % 7)))?;
     }
     let raw = raw_change_bytes(&a, &b, &changed)?;
-    profile("enable");
+    profile("incremental", "enable");
     let t = Instant::now();
     let (ra, rb) = session(&a, &b).await?;
     let time = t.elapsed();
-    profile("disable");
+    profile("incremental", "disable");
     anyhow::ensure!(
         rb.records_received == changed.len(),
         "incremental incomplete"

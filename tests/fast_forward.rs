@@ -6,7 +6,7 @@ use std::num::NonZeroU64;
 
 use automerge::legacy::{Key, ObjectId, Op, OpId, OpType, SortedVec};
 use automerge::{ActorId, Automerge, Change, ExpandedChange, ROOT, ReadDoc, ScalarValue};
-use crmsync::{Engine, NewRecord, Patch, Record, RecordId, RecordType};
+use crmsync::{Engine, NewRecord, Patch, Record, RecordId, RecordType, Value};
 
 fn replica() -> Engine {
     Engine::in_memory().expect("in-memory engine opens")
@@ -53,9 +53,16 @@ fn assert_same_everywhere(a: &Engine, b: &Engine, ids: &[RecordId], what: &str) 
     }
 }
 
+/// A company, a deal and a note on `a`, then a contact: values of every kind, lists, links
+/// and text included (what a new record's creating change must read back as).
 fn records(a: &Engine) -> Vec<RecordId> {
     let company = a
-        .create(NewRecord::new(RecordType::Company).with("name", "Acme"))
+        .create(
+            NewRecord::new(RecordType::Company)
+                .with("name", "Acme")
+                .with("employee_count", 40)
+                .with("tags", Value::List(vec!["key".into(), "eu".into()])),
+        )
         .unwrap()
         .id;
     let deal = a
@@ -71,18 +78,29 @@ fn records(a: &Engine) -> Vec<RecordId> {
         .create(
             NewRecord::new(RecordType::Activity)
                 .with("kind", "note")
-                .with("body", "first draft"),
+                .with("body", "first draft, très bien")
+                .with("related", Value::Links(vec![deal, company])),
         )
         .unwrap()
         .id;
-    vec![company, deal, note]
+    let contact = a
+        .create(
+            NewRecord::new(RecordType::Contact)
+                .with("first_name", "Zoë")
+                .with("company", company)
+                .with("lifecycle", "customer")
+                .with("emails", Value::List(vec!["zoe@acme.example".into()])),
+        )
+        .unwrap()
+        .id;
+    vec![company, deal, note, contact]
 }
 
 #[test]
 fn edits_merged_onto_the_stored_state_read_as_the_document_says() {
     let (a, b) = (replica(), replica());
     let ids = records(&a);
-    let [company, deal, note] = ids[..] else {
+    let [company, deal, note, _] = ids[..] else {
         unreachable!()
     };
     send(&a, &b);

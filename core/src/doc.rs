@@ -11,6 +11,7 @@
 mod chunks;
 mod create;
 mod forward;
+mod fresh;
 mod history;
 mod read;
 
@@ -25,6 +26,7 @@ use crate::model::{DeviceId, FieldKind, FieldOp, RecordType, Schema, Value, form
 pub use chunks::split_changes;
 pub use create::{creation_change, creation_facts};
 pub use forward::{Facts, fast_forward};
+pub use fresh::from_creation;
 pub use history::{
     Conflict, FieldChange, HistoryEntry, Version, conflicts, field_history, history,
 };

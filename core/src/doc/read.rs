@@ -175,7 +175,12 @@ pub(crate) fn decode_field_scalar(
     checked(field, decode_scalar(field, value, kind)?, kind)
 }
 
-fn checked(field: &str, decoded: Value, kind: Option<&FieldKind>) -> Result<Value, DocError> {
+/// A decoded value, refused if it is not of the declared kind.
+pub(crate) fn checked(
+    field: &str,
+    decoded: Value,
+    kind: Option<&FieldKind>,
+) -> Result<Value, DocError> {
     match kind {
         Some(kind) if !kind.accepts(&decoded) => Err(wrong(field, kind.name(), decoded)),
         _ => Ok(decoded),

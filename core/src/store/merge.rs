@@ -118,6 +118,15 @@ impl Store {
                     Some(_) => doc::split_changes(bytes).map_err(Error::doc(id))?,
                     None => None,
                 };
+                if stored.is_none()
+                    && let Ok(Some(changes)) = doc::split_changes(bytes)
+                    && let Some((record, facts)) = doc::from_creation(id, &changes, schema)
+                {
+                    let heads = [changes[0].hash()];
+                    let made = (&record, ChangeKind::Merged);
+                    events.push(ctx.persist_new(bytes, &heads, made, facts)?);
+                    continue;
+                }
                 if let (Some((heads, Some(facts))), Some(changes)) = (&stored, &split)
                     && let Some(event) =
                         Self::forward(ctx, schema, id, bytes, (heads, facts.clone()), changes)?

@@ -112,11 +112,11 @@ impl<'t> WriteCtx<'t> {
         &mut self,
         bytes: &[u8],
         heads: &[ChangeHash],
-        record: &Record,
+        (record, kind): (&Record, ChangeKind),
         facts: Facts,
     ) -> Result<ChangeEvent> {
         self.docs.insert(record.id.as_u128(), bytes)?;
-        self.index(record, ChangeKind::Created, &[], heads, Some(facts))
+        self.index(record, kind, &[], heads, Some(facts))
     }
 
     /// Appends changes that follow a record's stored heads as its next chunk, with the row
@@ -459,7 +459,12 @@ impl Store {
             let docs = build_docs(device, schema, &valid, now);
             let mut events = Vec::with_capacity(valid.len());
             for (record, (bytes, head, facts)) in valid.iter().zip(docs) {
-                events.push(ctx.persist_new(&bytes, &[head], record, facts)?);
+                events.push(ctx.persist_new(
+                    &bytes,
+                    &[head],
+                    (record, ChangeKind::Created),
+                    facts,
+                )?);
             }
             Ok(events)
         })
