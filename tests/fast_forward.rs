@@ -7,6 +7,7 @@ use std::num::NonZeroU64;
 use automerge::legacy::{Key, ObjectId, Op, OpId, OpType, SortedVec};
 use automerge::{ActorId, Automerge, Change, ExpandedChange, ROOT, ReadDoc, ScalarValue};
 use crmsync::{Engine, NewRecord, Patch, Record, RecordId, RecordType, Value};
+use proptest::prelude::*;
 
 fn replica() -> Engine {
     Engine::in_memory().expect("in-memory engine opens")
@@ -271,4 +272,59 @@ fn a_change_whose_ops_number_below_the_documents_does_not_win_by_shortcut() {
     let row = b.get(deal).unwrap().unwrap();
     assert_eq!(row, from_document(&b, deal));
     assert_eq!(row.fields["name"], "Renewal".into());
+}
+
+/// `chunk` with one byte of its contents altered and its checksum made to match again, as a
+/// peer forging changes would send it.
+fn forged(chunk: &[u8], at: usize, xor: u8) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    // Magic and checksum (8 bytes), then type and length: what the checksum covers.
+    let mut covered = chunk[8..].to_vec();
+    let length_bytes = covered[1..].iter().position(|b| b & 0x80 == 0).unwrap() + 1;
+    let body = 1 + length_bytes;
+    let n = covered.len() - body;
+    covered[body + at % n] ^= xor;
+    let mut out = chunk[..4].to_vec();
+    out.extend_from_slice(&Sha256::digest(&covered)[..4]);
+    out.extend_from_slice(&covered);
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Forged changes (any byte of a real edit or a real creating change altered, checksum
+    /// fixed) are either refused with nothing changed, or merged into a row that reads as the
+    /// stored document does. Nothing panics.
+    #[test]
+    fn forged_changes_never_leave_a_row_the_document_disagrees_with(
+        at in 0usize..4096,
+        xor in 1u8..=255,
+        new_record in any::<bool>(),
+    ) {
+        let (a, b) = (replica(), replica());
+        let deal = records(&a)[1];
+        let target = if new_record { replica() } else { b };
+        if new_record {
+            // The bytes of a record the target has never seen: its creating change.
+        } else {
+            send(&a, &target);
+            a.update(deal, Patch::new().set("stage", "proposal").set("probability", 30))
+                .unwrap();
+        }
+        let have = target.heads(deal).unwrap();
+        let real = a.export_changes(deal, &have).unwrap().unwrap();
+        let bytes = forged(&real, at, xor);
+        let before = (target.store().get(deal).unwrap(), target.heads(deal).unwrap());
+        match target.apply_changes(&[(deal, bytes)]) {
+            Err(_) => {
+                let after = (target.store().get(deal).unwrap(), target.heads(deal).unwrap());
+                prop_assert_eq!(after, before);
+            }
+            Ok(_) => {
+                let row = target.store().get(deal).unwrap().expect("merged record");
+                prop_assert_eq!(row, from_document(&target, deal));
+            }
+        }
+    }
 }

@@ -92,11 +92,9 @@ pub enum DocError {
 /// Runs Automerge on bytes from another replica, turning a panic inside it into an error. The
 /// document it worked on may be half changed and must be dropped. Effective where panics
 /// unwind (the default); a build with `panic = "abort"` stops instead.
-pub fn guarded<T>(
-    work: impl FnOnce() -> Result<T, automerge::AutomergeError>,
-) -> Result<T, DocError> {
+pub fn guarded<T, E: Into<DocError>>(work: impl FnOnce() -> Result<T, E>) -> Result<T, DocError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)) {
-        Ok(result) => Ok(result?),
+        Ok(result) => result.map_err(Into::into),
         Err(panic) => {
             let reason = panic
                 .downcast_ref::<String>()
