@@ -16,9 +16,9 @@ use automerge::{Change, ObjType, ScalarValue};
 use chrono::DateTime;
 
 use super::forward::Facts;
-use super::read::{change_stamp, checked, decode_field_scalar};
+use super::read::{change_stamp, checked, decode_field_scalar, list_value};
 use super::{CREATED_AT, CREATED_BY, DELETED, FIELDS, TYPE, actor_for};
-use crate::model::{DeviceId, FieldKind, Record, RecordId, RecordType, Schema, Value};
+use crate::model::{DeviceId, Record, RecordId, RecordType, Schema, Value};
 
 /// What a field of the creating change holds.
 enum Slot {
@@ -123,22 +123,7 @@ pub fn from_creation(id: RecordId, changes: &[Change], schema: &Schema) -> Optio
                 checked(&name, Value::LongText(items.concat()), kind).ok()?
             }
             Slot::Seq(_, items, _) => {
-                let mut unique: Vec<String> = Vec::with_capacity(items.len());
-                for item in items {
-                    if !unique.contains(&item) {
-                        unique.push(item);
-                    }
-                }
-                let value = match kind {
-                    Some(FieldKind::Links(_)) => Value::Links(
-                        unique
-                            .iter()
-                            .map(|s| s.parse().ok())
-                            .collect::<Option<_>>()?,
-                    ),
-                    _ => Value::List(unique),
-                };
-                checked(&name, value, kind).ok()?
+                checked(&name, list_value(&name, items, kind).ok()?, kind).ok()?
             }
         };
         if !super::is_empty_container(&value) {

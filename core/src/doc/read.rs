@@ -142,28 +142,41 @@ pub(crate) fn decode(
             for item in doc.list_range(obj, ..) {
                 match item.value {
                     automerge::ValueRef::Scalar(automerge::ScalarValueRef::Str(s)) => {
-                        let s = s.to_string();
-                        if !items.contains(&s) {
-                            items.push(s);
-                        }
+                        items.push(s.to_string());
                     }
                     other => return Err(wrong(field, expected, other)),
                 }
             }
-            match kind {
-                Some(FieldKind::Links(_)) => Value::Links(
-                    items
-                        .iter()
-                        .map(|s| s.parse().map_err(|_| wrong(field, expected, s)))
-                        .collect::<Result<_, _>>()?,
-                ),
-                _ => Value::List(items),
-            }
+            list_value(field, items, kind)?
         }
         automerge::Value::Object(other) => return Err(wrong(field, expected, other)),
         automerge::Value::Scalar(s) => decode_scalar(field, &s, kind)?,
     };
     checked(field, decoded, kind)
+}
+
+/// A list's value from its items in order: each item once, as links when the field declares
+/// links.
+pub(crate) fn list_value(
+    field: &str,
+    items: Vec<String>,
+    kind: Option<&FieldKind>,
+) -> Result<Value, DocError> {
+    let mut unique: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        if !unique.contains(&item) {
+            unique.push(item);
+        }
+    }
+    Ok(match kind {
+        Some(links @ FieldKind::Links(_)) => Value::Links(
+            unique
+                .iter()
+                .map(|s| s.parse().map_err(|_| wrong(field, links.name(), s)))
+                .collect::<Result<_, _>>()?,
+        ),
+        _ => Value::List(unique),
+    })
 }
 
 /// Decodes a scalar field value as [`decode`] does, for a value read from a change.
