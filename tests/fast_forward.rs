@@ -328,3 +328,65 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_forged_edit_naming_an_unknown_actor_is_refused_not_stored() {
+    // Found by the forged_change fuzz target: one bit of a real edit flipped makes it list an
+    // actor the document does not know. It looked like a fast-forward (it follows the heads,
+    // numbers in turn) and was stored; loading the record then panicked inside Automerge.
+    let a = replica();
+    let company = a
+        .create(
+            NewRecord::new(RecordType::Company)
+                .with("name", "Acme")
+                .with("tags", Value::List(vec!["eu".into(), "key".into()])),
+        )
+        .unwrap()
+        .id;
+    let base = a.export_changes(company, &[]).unwrap().unwrap();
+    let before = a.heads(company).unwrap();
+    a.update(
+        company,
+        Patch::new()
+            .set("industry", "Retail")
+            .set("employee_count", 12),
+    )
+    .unwrap();
+    let change = a.export_changes(company, &before).unwrap().unwrap();
+    let b = replica();
+    b.apply_changes(&[(company, base)]).unwrap();
+    let stored = (b.store().get(company).unwrap(), b.heads(company).unwrap());
+    assert!(
+        b.apply_changes(&[(company, forged(&change, 2236, 4))])
+            .is_err()
+    );
+    assert_eq!(
+        (b.store().get(company).unwrap(), b.heads(company).unwrap()),
+        stored
+    );
+    assert_eq!(
+        b.store().get(company).unwrap().unwrap(),
+        from_document(&b, company)
+    );
+}
+
+#[test]
+fn a_forged_new_record_with_rich_text_marks_is_refused_without_aborting() {
+    // Found by the forged_change fuzz target: two bytes of a creating change altered turn an
+    // op into a mark; automerge panics loading it and panics again dropping the half-built
+    // document, which aborts the process whatever catches the first panic.
+    let a = replica();
+    let company = a
+        .create(
+            NewRecord::new(RecordType::Company)
+                .with("name", "Acme")
+                .with("tags", Value::List(vec!["eu".into(), "key".into()])),
+        )
+        .unwrap()
+        .id;
+    let real = a.export_changes(company, &[]).unwrap().unwrap();
+    let bytes = forged(&forged(&real, 11782, 17), 1553, 6);
+    let b = replica();
+    assert!(b.apply_changes(&[(company, bytes)]).is_err());
+    assert_eq!(b.store().get(company).unwrap(), None);
+}

@@ -117,10 +117,17 @@ pub fn fast_forward(
         let actor = change.actor_id().to_bytes();
         // Its ops must outnumber every op already there, so that they win; its number must
         // be its actor's next, as Automerge requires; an author footer has rules of its own.
+        // Every other actor it lists must have written the document already: Automerge
+        // panics loading a change that lists one it does not know (a forged change would
+        // store fine here and leave the record unreadable).
         if deps != follows
             || change.start_op().get() <= facts.max_op
             || change.seq() != facts.seq(actor) + 1
             || change.author().is_some()
+            || !change
+                .other_actor_ids()
+                .iter()
+                .all(|other| facts.seq(other.to_bytes()) > 0)
         {
             return None;
         }

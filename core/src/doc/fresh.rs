@@ -35,7 +35,12 @@ pub fn from_creation(id: RecordId, changes: &[Change], schema: &Schema) -> Optio
     let [change] = changes else {
         return None;
     };
-    if !change.deps().is_empty() || change.seq() != 1 || change.author().is_some() {
+    // A first change can name no other actor: none is known yet (Automerge panics on one).
+    if !change.deps().is_empty()
+        || change.seq() != 1
+        || change.author().is_some()
+        || !change.other_actor_ids().is_empty()
+    {
         return None;
     }
     let actor = change.actor_id().clone();

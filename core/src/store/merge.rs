@@ -114,13 +114,12 @@ impl Store {
                     Some(entry) => Some(tables::decode_heads_entry(entry.value())?),
                     None => None,
                 };
-                let split = match stored {
-                    Some(_) => doc::split_changes(bytes).map_err(Error::doc(id))?,
-                    None => None,
-                };
+                // Bytes that are change chunks are checked whole here, before Automerge sees
+                // them (it asserts, and can abort, on some forged changes).
+                let split = doc::split_changes(bytes).map_err(Error::doc(id))?;
                 if stored.is_none()
-                    && let Ok(Some(changes)) = doc::split_changes(bytes)
-                    && let Some((record, facts)) = doc::from_creation(id, &changes, schema)
+                    && let Some(changes) = &split
+                    && let Some((record, facts)) = doc::from_creation(id, changes, schema)
                 {
                     let heads = [changes[0].hash()];
                     let made = (&record, ChangeKind::Merged);
@@ -175,10 +174,7 @@ impl Store {
                 let known = match &origin_heads {
                     Some(_) => stored.and_then(|s| s.1).zip(split),
                     // A new record's bytes are usually its changes: all it has.
-                    None => doc::split_changes(bytes)
-                        .ok()
-                        .flatten()
-                        .map(|changes| (doc::Facts::default(), changes)),
+                    None => split.map(|changes| (doc::Facts::default(), changes)),
                 };
                 let facts = match known {
                     Some((facts, changes)) => facts.after(
