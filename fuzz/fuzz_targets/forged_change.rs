@@ -65,6 +65,19 @@ fn cases() -> &'static [Case] {
                 .expect("record");
             cases.push(Case { id, base, change });
         }
+        // Whole documents, as a compacted record travels: new here, and known here.
+        let saved = a.store().doc(note).expect("doc").expect("note").save();
+        cases.push(Case {
+            id: note,
+            base: Vec::new(),
+            change: saved.clone(),
+        });
+        let base = cases[2].change.clone();
+        cases.push(Case {
+            id: note,
+            base,
+            change: saved,
+        });
         a.delete(company).expect("delete");
         let before = a.export_changes(company, &[]).expect("export").expect("record");
         cases.push(Case {
