@@ -6,10 +6,8 @@ use redb::ReadableDatabase;
 
 use std::sync::Arc;
 
-use redb::ReadableTable;
-
 use super::Store;
-use super::tables::{self, DOC_CHANGES, DOCS};
+use super::tables::{DOC_CHANGES, DOCS};
 use super::write::{Origin, WriteCtx};
 use crate::doc::{self, DocError};
 use crate::error::{Error, Result};
@@ -36,27 +34,19 @@ fn check_whole(bytes: &[u8]) -> Result<(), DocError> {
 
 impl Store {
     /// A record's document and its count of appended chunks, for a write in `ctx` (a merge or
-    /// a local edit): from the cache when it holds the stored heads, else decoded from the
-    /// tables. The writer puts the document back once it has persisted it.
+    /// a local edit) to a record whose stored heads are `heads`: from the cache when it holds
+    /// them, else decoded from the tables. The writer puts the document back once it has
+    /// persisted it.
     pub(super) fn load_for_write(
         &self,
         ctx: &WriteCtx<'_>,
         id: RecordId,
+        heads: &[ChangeHash],
     ) -> Result<Option<(Automerge, u32)>> {
-        let key = id.as_u128();
-        let Some(stored) = ctx.heads.get(key)? else {
-            return Ok(None);
-        };
-        let heads = tables::decode_heads_value(stored.value())?;
-        drop(stored);
-        let Some(doc) = self.docs.take(id, &heads) else {
+        let Some(doc) = self.docs.take(id, heads) else {
             return ctx.load(id);
         };
-        let mut pending = 0;
-        for entry in ctx.changes.range((key, 0)..=(key, u32::MAX))? {
-            entry?;
-            pending += 1;
-        }
+        let pending = ctx.pending_chunks(id)?;
         // Nobody else holds it unless a reader took it from the cache a moment ago.
         let doc = Arc::try_unwrap(doc).unwrap_or_else(|shared| (*shared).clone());
         Ok(Some((doc, pending)))
@@ -109,11 +99,7 @@ impl Store {
             let mut events = Vec::new();
             for (id, bytes) in batch {
                 let id = *id;
-                let key = id.as_u128();
-                let stored = match ctx.heads.get(key)? {
-                    Some(entry) => Some(tables::decode_heads_entry(entry.value())?),
-                    None => None,
-                };
+                let stored = ctx.heads_entry(id)?;
                 // Bytes that are change chunks are checked whole here, before Automerge sees
                 // them (it asserts, and can abort, on some forged changes).
                 let split = doc::split_changes(bytes).map_err(Error::doc(id))?;
@@ -133,7 +119,10 @@ impl Store {
                     events.push(event);
                     continue;
                 }
-                let existing = self.load_for_write(ctx, id)?;
+                let existing = match &stored {
+                    Some((heads, _)) => self.load_for_write(ctx, id, heads)?,
+                    None => None,
+                };
                 let (doc, origin_heads, pending) = match existing {
                     Some((mut doc, pending)) => {
                         let heads = doc.get_heads();

@@ -63,12 +63,12 @@ impl<'t> WriteCtx<'t> {
             .transpose()
     }
 
-    /// The facts stored with a record's heads, if any.
-    pub fn stored_facts(&self, id: RecordId) -> Result<Option<Facts>> {
-        match self.heads.get(id.as_u128())? {
-            Some(entry) => Ok(tables::decode_heads_entry(entry.value())?.1),
-            None => Ok(None),
-        }
+    /// A record's stored heads and the facts kept with them; `None` if it is unknown here.
+    pub fn heads_entry(&self, id: RecordId) -> Result<Option<(Vec<ChangeHash>, Option<Facts>)>> {
+        self.heads
+            .get(id.as_u128())?
+            .map(|entry| tables::decode_heads_entry(entry.value()))
+            .transpose()
     }
 
     pub fn load(&self, id: RecordId) -> Result<Option<(Automerge, u32)>> {
@@ -504,11 +504,10 @@ impl Store {
                     &lookup,
                 )?;
             }
-            let (mut doc, pending) = self
-                .load_for_write(ctx, id)?
-                .ok_or_else(|| Error::corrupt(format!("record {id}"), "row without document"))?;
+            let missing = || Error::corrupt(format!("record {id}"), "row without document");
+            let (stored, before) = ctx.heads_entry(id)?.ok_or_else(missing)?;
+            let (mut doc, pending) = self.load_for_write(ctx, id, &stored)?.ok_or_else(missing)?;
             let heads = doc.get_heads();
-            let before = ctx.stored_facts(id)?;
             doc::apply_ops(&mut doc, device, &ops, now).map_err(Error::doc(id))?;
             let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
             let event = ctx.persist(
@@ -540,11 +539,10 @@ impl Store {
             if row.deleted == deleted {
                 return Ok(None);
             }
-            let (mut doc, pending) = self
-                .load_for_write(ctx, id)?
-                .ok_or_else(|| Error::corrupt(format!("record {id}"), "row without document"))?;
+            let missing = || Error::corrupt(format!("record {id}"), "row without document");
+            let (stored, before) = ctx.heads_entry(id)?.ok_or_else(missing)?;
+            let (mut doc, pending) = self.load_for_write(ctx, id, &stored)?.ok_or_else(missing)?;
             let heads = doc.get_heads();
-            let before = ctx.stored_facts(id)?;
             doc::set_deleted(&mut doc, device, deleted, now).map_err(Error::doc(id))?;
             let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
             let kind = if deleted {
