@@ -315,11 +315,10 @@ proptest! {
         let have = target.heads(deal).unwrap();
         let real = a.export_changes(deal, &have).unwrap().unwrap();
         let bytes = forged(&real, at, xor);
-        let before = (target.store().get(deal).unwrap(), target.heads(deal).unwrap());
+        let before = state(&target, deal);
         match target.apply_changes(&[(deal, bytes)]) {
             Err(_) => {
-                let after = (target.store().get(deal).unwrap(), target.heads(deal).unwrap());
-                prop_assert_eq!(after, before);
+                prop_assert_eq!(state(&target, deal), before);
             }
             Ok(_) => {
                 let row = target.store().get(deal).unwrap().expect("merged record");
@@ -329,20 +328,29 @@ proptest! {
     }
 }
 
+/// A record's stored row (tombstoned too) and heads: what a refused change must leave as is.
+fn state(e: &Engine, id: RecordId) -> (Option<Record>, Vec<automerge::ChangeHash>) {
+    (e.store().get(id).unwrap(), e.heads(id).unwrap())
+}
+
+/// The company the forged_change fuzz target starts from, so its findings replay here.
+fn fuzzed_company(a: &Engine) -> RecordId {
+    a.create(
+        NewRecord::new(RecordType::Company)
+            .with("name", "Acme")
+            .with("tags", Value::List(vec!["eu".into(), "key".into()])),
+    )
+    .unwrap()
+    .id
+}
+
 #[test]
 fn a_forged_edit_naming_an_unknown_actor_is_refused_not_stored() {
     // Found by the forged_change fuzz target: one bit of a real edit flipped makes it list an
     // actor the document does not know. It looked like a fast-forward (it follows the heads,
     // numbers in turn) and was stored; loading the record then panicked inside Automerge.
     let a = replica();
-    let company = a
-        .create(
-            NewRecord::new(RecordType::Company)
-                .with("name", "Acme")
-                .with("tags", Value::List(vec!["eu".into(), "key".into()])),
-        )
-        .unwrap()
-        .id;
+    let company = fuzzed_company(&a);
     let base = a.export_changes(company, &[]).unwrap().unwrap();
     let before = a.heads(company).unwrap();
     a.update(
@@ -355,15 +363,12 @@ fn a_forged_edit_naming_an_unknown_actor_is_refused_not_stored() {
     let change = a.export_changes(company, &before).unwrap().unwrap();
     let b = replica();
     b.apply_changes(&[(company, base)]).unwrap();
-    let stored = (b.store().get(company).unwrap(), b.heads(company).unwrap());
+    let stored = state(&b, company);
     assert!(
         b.apply_changes(&[(company, forged(&change, 2236, 4))])
             .is_err()
     );
-    assert_eq!(
-        (b.store().get(company).unwrap(), b.heads(company).unwrap()),
-        stored
-    );
+    assert_eq!(state(&b, company), stored);
     assert_eq!(
         b.store().get(company).unwrap().unwrap(),
         from_document(&b, company)
@@ -376,14 +381,7 @@ fn a_forged_new_record_with_rich_text_marks_is_refused_without_aborting() {
     // op into a mark; automerge panics loading it and panics again dropping the half-built
     // document, which aborts the process whatever catches the first panic.
     let a = replica();
-    let company = a
-        .create(
-            NewRecord::new(RecordType::Company)
-                .with("name", "Acme")
-                .with("tags", Value::List(vec!["eu".into(), "key".into()])),
-        )
-        .unwrap()
-        .id;
+    let company = fuzzed_company(&a);
     let real = a.export_changes(company, &[]).unwrap().unwrap();
     let bytes = forged(&forged(&real, 11782, 17), 1553, 6);
     let b = replica();
