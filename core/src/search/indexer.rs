@@ -4,6 +4,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tantivy::collector::{Count, DocSetCollector};
 use tantivy::index::SegmentId;
@@ -30,6 +31,9 @@ const BATCH: usize = 5_000;
 const COMMIT_EVERY: usize = 50_000;
 /// Deepest hit served (offset + limit), so a huge offset cannot allocate a huge heap.
 const MAX_DEPTH: usize = 100_000;
+
+/// How long the indexer gathers edits before committing them when no search is waiting.
+const COMMIT_PAUSE: Duration = Duration::from_millis(200);
 
 #[derive(Debug)]
 struct State {
@@ -195,6 +199,8 @@ impl SearchIndex {
             self.shared.changed.notify_all();
         }
         state.waiting += 1;
+        // The indexer may be pausing to gather edits: it has a search waiting now.
+        self.shared.changed.notify_all();
         let outcome = loop {
             if state.searchable >= target {
                 break Ok(());
@@ -355,6 +361,18 @@ impl Indexer {
                 .as_ref()
                 .is_none_or(|(at, _)| state.wanted > *at);
             if state.wanted > state.searchable && retry {
+                // Edits come one at a time (typing into a note, a rep working a list): index
+                // what gathers for a moment in one commit rather than one commit (files,
+                // fsyncs, a reader reload) per edit. A search waiting ends the pause.
+                let (paused, _) = self
+                    .shared
+                    .changed
+                    .wait_timeout_while(state, COMMIT_PAUSE, |s| s.waiting == 0 && !s.stop)
+                    .unwrap_or_else(|p| p.into_inner());
+                state = paused;
+                if state.stop {
+                    return None;
+                }
                 return Some(state.wanted);
             }
             state = self
