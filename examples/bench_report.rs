@@ -67,6 +67,18 @@ pub fn report(n: usize, fsync: (f64, f64), crm: &HashMap<String, f64>, sql: &Has
     row("single create, p95 (µs)", "create_p95", 0, false);
     row("single update, median (µs)", "update_p50", 0, false);
     row("single update, p95 (µs)", "update_p95", 0, false);
+    row(
+        "checkpoint after the single writes (ms; crmsync)",
+        "checkpoint_ms",
+        2,
+        false,
+    );
+    row(
+        "search index catching up with the import (s; crmsync)",
+        "index_catch_up_secs",
+        2,
+        false,
+    );
     row("point read, median (µs)", "get_p50", 2, false);
     row("point read, p95 (µs)", "get_p95", 2, false);
     row("first page of 50, median (µs)", "list_p50", 1, false);

@@ -8,6 +8,7 @@ mod crash;
 mod engine;
 mod fast_forward;
 mod import_export;
+mod journal;
 mod lists;
 mod net;
 mod search;

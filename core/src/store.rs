@@ -1,8 +1,10 @@
 //! The store: redb tables holding Automerge documents, materialized rows, heads and the local
 //! change log. The source of truth; every write is one redb transaction.
 
+mod commit;
 mod doc_cache;
 mod export;
+mod journal;
 mod merge;
 mod stamp;
 mod tables;
@@ -28,6 +30,8 @@ const META_WORKSPACE: &str = "workspace";
 const META_SCHEMA: &str = "schema";
 const META_PEER_PREFIX: &str = "peer:";
 const META_SETTING_PREFIX: &str = "set:";
+/// Raised by each checkpoint: journal records of older epochs are in the file already.
+const META_JOURNAL_EPOCH: &str = "journal_epoch";
 
 /// Tuning of the store.
 #[derive(Debug, Clone)]
@@ -72,6 +76,21 @@ pub struct Store {
     workspace: std::sync::RwLock<Uuid>,
     options: StoreOptions,
     docs: doc_cache::DocCache,
+    /// `None` for a store in memory, whose commits cost no flush anyway.
+    journal: commit::SharedJournal,
+    replayed: usize,
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        // The next open then has nothing to replay (and the close stamp can vouch for a file
+        // that holds everything).
+        if let Err(e) = self.checkpoint() {
+            tracing::warn!(
+                "closing the store: checkpoint failed, the journal keeps the writes: {e}"
+            );
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -119,7 +138,16 @@ impl Store {
         // `create` opens a valid file and initializes a missing or empty one (an empty file is
         // what a crash between creating the file and writing its header leaves).
         let db = builder.create(path)?;
-        Self::init(db, options, Some(stamp::CloseStamp::new(path)))
+        let mut store = Self::init(db, options, Some(stamp::CloseStamp::new(path)))?;
+        let (journal, replayed) = commit::recover(
+            &store.db,
+            path,
+            store.device,
+            store.options.compaction_threshold,
+        )?;
+        store.journal = Some(std::sync::Mutex::new(journal));
+        store.replayed = replayed;
+        Ok(store)
     }
 
     /// A store held in memory only (tests, scratch replicas).
@@ -150,6 +178,8 @@ impl Store {
             workspace: std::sync::RwLock::new(workspace),
             docs: doc_cache::DocCache::new(options.doc_cache),
             options,
+            journal: None,
+            replayed: 0,
         })
     }
 

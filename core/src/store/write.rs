@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use redb::{ReadableTable, Table, WriteTransaction};
 
 use super::Store;
+use super::journal::{Mutation, Recorder};
 use super::tables::{self, BY_TYPE, DOC_CHANGES, DOCS, HEADS, LOG, ROWS};
 use crate::doc::{self, Facts};
 use crate::error::{Error, Result};
@@ -27,6 +28,8 @@ pub(super) struct WriteCtx<'t> {
     by_type: Table<'t, (&'static str, u128), ()>,
     next_seq: u64,
     compaction_threshold: u32,
+    /// The transaction's mutations, for the journal.
+    pub recorder: Recorder,
 }
 
 /// How a document reached this write: brand new (with the bytes to store), or loaded with its
@@ -52,7 +55,41 @@ impl<'t> WriteCtx<'t> {
             by_type: txn.open_table(BY_TYPE)?,
             next_seq,
             compaction_threshold,
+            recorder: Recorder::default(),
         })
+    }
+
+    /// Makes one mutation of the tables and notes it for the journal. Every write goes
+    /// through here, so a journal record holds all a transaction did.
+    pub fn apply(&mut self, m: Mutation<'_>) -> Result<()> {
+        match m {
+            Mutation::Doc(id, v) => {
+                self.docs.insert(id, v)?;
+            }
+            Mutation::Chunk(id, n, v) => {
+                self.changes.insert((id, n), v)?;
+            }
+            Mutation::DropChunk(id, n) => {
+                self.changes.remove((id, n))?;
+            }
+            Mutation::Row(id, v) => {
+                self.rows.insert(id, v)?;
+            }
+            Mutation::Heads(id, v) => {
+                self.heads.insert(id, v)?;
+            }
+            Mutation::Log(seq, v) => {
+                self.log.insert(seq, v)?;
+            }
+            Mutation::List(t, id) => {
+                self.by_type.insert((t, id), ())?;
+            }
+            Mutation::Unlist(t, id) => {
+                self.by_type.remove((t, id))?;
+            }
+        }
+        self.recorder.record(&m);
+        Ok(())
     }
 
     pub fn row(&self, id: RecordId) -> Result<Option<Record>> {
@@ -87,19 +124,18 @@ impl<'t> WriteCtx<'t> {
         let key = record.id.as_u128();
         let heads_before = match origin {
             Origin::New(bytes) => {
-                self.docs.insert(key, bytes.as_slice())?;
+                self.apply(Mutation::Doc(key, &bytes))?;
                 Vec::new()
             }
             Origin::Loaded { heads, pending } if !self.room_for_chunk(pending) => {
-                self.docs.insert(key, doc.save().as_slice())?;
+                self.apply(Mutation::Doc(key, &doc.save()))?;
                 for n in 0..pending {
-                    self.changes.remove((key, n))?;
+                    self.apply(Mutation::DropChunk(key, n))?;
                 }
                 heads
             }
             Origin::Loaded { heads, pending } => {
-                self.changes
-                    .insert((key, pending), doc.save_after(&heads).as_slice())?;
+                self.apply(Mutation::Chunk(key, pending, &doc.save_after(&heads)))?;
                 heads
             }
         };
@@ -115,7 +151,7 @@ impl<'t> WriteCtx<'t> {
         (record, kind): (&Record, ChangeKind),
         facts: Facts,
     ) -> Result<ChangeEvent> {
-        self.docs.insert(record.id.as_u128(), bytes)?;
+        self.apply(Mutation::Doc(record.id.as_u128(), bytes))?;
         self.index(record, kind, &[], heads, Some(facts))
     }
 
@@ -130,7 +166,7 @@ impl<'t> WriteCtx<'t> {
         record: &Record,
         facts: Facts,
     ) -> Result<ChangeEvent> {
-        self.changes.insert((record.id.as_u128(), pending), bytes)?;
+        self.apply(Mutation::Chunk(record.id.as_u128(), pending, bytes))?;
         self.index(
             record,
             ChangeKind::Merged,
@@ -166,12 +202,9 @@ impl<'t> WriteCtx<'t> {
         facts: Option<Facts>,
     ) -> Result<ChangeEvent> {
         let key = record.id.as_u128();
-        self.rows
-            .insert(key, tables::encode_row(record).as_slice())?;
-        self.heads.insert(
-            key,
-            tables::encode_heads_entry(heads_after, facts.as_ref()).as_slice(),
-        )?;
+        self.apply(Mutation::Row(key, &tables::encode_row(record)))?;
+        let entry = tables::encode_heads_entry(heads_after, facts.as_ref());
+        self.apply(Mutation::Heads(key, &entry))?;
         // Rewriting an entry that is already there copies its B-tree path all the same, and
         // every page a commit writes lengthens its fsync: most edits leave the entry as it is.
         // A record stored for the first time (no heads before) has none yet, so an import
@@ -179,15 +212,13 @@ impl<'t> WriteCtx<'t> {
         let type_key = (record.record_type.as_str(), key);
         let listed = !heads_before.is_empty() && self.by_type.get(type_key)?.is_some();
         if record.deleted && listed {
-            self.by_type.remove(type_key)?;
+            self.apply(Mutation::Unlist(type_key.0, key))?;
         } else if !record.deleted && !listed {
-            self.by_type.insert(type_key, ())?;
+            self.apply(Mutation::List(type_key.0, key))?;
         }
         let seq = self.next_seq;
-        self.log.insert(
-            seq,
-            tables::encode_log(key, kind.code(), heads_before).as_slice(),
-        )?;
+        let entry = tables::encode_log(key, kind.code(), heads_before);
+        self.apply(Mutation::Log(seq, &entry))?;
         self.next_seq += 1;
         Ok(ChangeEvent {
             seq,
@@ -395,17 +426,6 @@ fn build_docs(
 }
 
 impl Store {
-    /// Runs `f` in one write transaction, committed (durably) only if it returns Ok.
-    pub(super) fn write<T>(&self, f: impl FnOnce(&mut WriteCtx<'_>) -> Result<T>) -> Result<T> {
-        let txn = self.db.begin_write()?;
-        let out = {
-            let mut ctx = WriteCtx::open(&txn, self.options.compaction_threshold)?;
-            f(&mut ctx)?
-        };
-        txn.commit()?;
-        Ok(out)
-    }
-
     /// Validates and creates records in one transaction; links may point at records of the
     /// same batch. Either all are stored or none.
     pub fn create_many(

@@ -1,0 +1,374 @@
+//! The write-ahead journal: what makes a small write durable with one fsync of a page or two.
+//!
+//! A durable redb commit writes every B-tree page the transaction copied (about twenty for an
+//! edit, scattered over the file) and waits for all of them; that was most of an edit's time.
+//! Instead, a small write's table mutations are encoded as one journal record, written to a
+//! preallocated file beside the database (`crm.redb` → `crm.redb.wal`) and flushed with
+//! `fdatasync`; only then is the redb transaction committed, without a flush of its own. Every
+//! so often (the journal is full, a write is too large to journal, the store closes) a durable
+//! redb commit takes everything so far to the database file: a checkpoint.
+//!
+//! Which records are still to be replayed after a crash is decided by an epoch number kept in
+//! the database itself: each checkpoint commit raises it, and a journal record counts only if it
+//! carries the current epoch and the next index. So a record from before the checkpoint, a
+//! torn record (its checksum fails) and whatever follows it are ignored, and nothing needs
+//! truncating. Replaying a record writes the values the write wrote (no read-modify-write), so
+//! replaying records the database already holds changes nothing.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::model::DeviceId;
+
+/// Bytes of the journal file, written once when it is created: overwriting written blocks
+/// lets `fdatasync` skip the file's metadata.
+const CAPACITY: u64 = 4 << 20;
+/// A write whose mutations take more is committed to the database durably instead (imports,
+/// sync batches): writing it twice would cost more than the flush it saves.
+pub(super) const MAX_RECORD: usize = 256 << 10;
+/// Records between checkpoints at most. Pages that a non-durable commit replaced cannot be
+/// reused before the next durable one, so this bounds how much the file grows meanwhile.
+const MAX_RECORDS: u32 = 2048;
+const MAGIC: u32 = 0x4c57_5343; // "CSWL"
+/// magic, payload length, epoch, index, checksum.
+const HEADER: usize = 4 + 4 + 8 + 4 + 4;
+
+/// The path of the journal of a database file.
+pub(super) fn journal_path(db: &Path) -> PathBuf {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".wal");
+    PathBuf::from(name)
+}
+
+/// One table mutation, as a write made it and a replay makes it again.
+#[derive(Debug)]
+pub(super) enum Mutation<'a> {
+    Doc(u128, &'a [u8]),
+    Chunk(u128, u32, &'a [u8]),
+    DropChunk(u128, u32),
+    Row(u128, &'a [u8]),
+    Heads(u128, &'a [u8]),
+    Log(u64, &'a [u8]),
+    List(&'a str, u128),
+    Unlist(&'a str, u128),
+}
+
+impl Mutation<'_> {
+    fn tag(&self) -> u8 {
+        match self {
+            Mutation::Doc(..) => 1,
+            Mutation::Chunk(..) => 2,
+            Mutation::DropChunk(..) => 3,
+            Mutation::Row(..) => 4,
+            Mutation::Heads(..) => 5,
+            Mutation::Log(..) => 6,
+            Mutation::List(..) => 7,
+            Mutation::Unlist(..) => 8,
+        }
+    }
+}
+
+/// The mutations of one write transaction, encoded as they happen. Gives up (and frees its
+/// buffer) once they outgrow [`MAX_RECORD`]: such a write is committed durably.
+#[derive(Debug, Default)]
+pub(super) struct Recorder {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    // Values are far below 4 GiB: a record larger than MAX_RECORD is never kept.
+    out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+impl Recorder {
+    pub fn record(&mut self, m: &Mutation<'_>) {
+        if self.overflowed {
+            return;
+        }
+        let out = &mut self.bytes;
+        out.push(m.tag());
+        match *m {
+            Mutation::Doc(id, v) | Mutation::Row(id, v) | Mutation::Heads(id, v) => {
+                out.extend_from_slice(&id.to_le_bytes());
+                put_bytes(out, v);
+            }
+            Mutation::Chunk(id, n, v) => {
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&n.to_le_bytes());
+                put_bytes(out, v);
+            }
+            Mutation::DropChunk(id, n) => {
+                out.extend_from_slice(&id.to_le_bytes());
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Mutation::Log(seq, v) => {
+                out.extend_from_slice(&seq.to_le_bytes());
+                put_bytes(out, v);
+            }
+            Mutation::List(t, id) | Mutation::Unlist(t, id) => {
+                put_bytes(out, t.as_bytes());
+                out.extend_from_slice(&id.to_le_bytes());
+            }
+        }
+        if out.len() > MAX_RECORD {
+            self.overflowed = true;
+            self.bytes = Vec::new();
+        }
+    }
+
+    /// The encoded mutations; `None` if they outgrew a journal record.
+    pub fn finish(self) -> Option<Vec<u8>> {
+        (!self.overflowed).then_some(self.bytes)
+    }
+}
+
+/// Reads the mutations of a journal record back, in order.
+pub(super) fn decode(
+    mut bytes: &[u8],
+    mut apply: impl FnMut(Mutation<'_>) -> Result<()>,
+) -> Result<()> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
+        if bytes.len() < n {
+            return Err(Error::corrupt("journal record", "truncated mutation"));
+        }
+        let (head, rest) = bytes.split_at(n);
+        *bytes = rest;
+        Ok(head)
+    }
+    fn array<const N: usize>(bytes: &mut &[u8]) -> Result<[u8; N]> {
+        let mut out = [0; N];
+        out.copy_from_slice(take(bytes, N)?);
+        Ok(out)
+    }
+    fn sized<'a>(bytes: &mut &'a [u8]) -> Result<&'a [u8]> {
+        let n = u32::from_le_bytes(array(bytes)?) as usize;
+        take(bytes, n)
+    }
+    fn text<'a>(bytes: &mut &'a [u8]) -> Result<&'a str> {
+        std::str::from_utf8(sized(bytes)?)
+            .map_err(|_| Error::corrupt("journal record", "record type is not UTF-8"))
+    }
+    while let Some((&tag, rest)) = bytes.split_first() {
+        bytes = rest;
+        let b = &mut bytes;
+        let m = match tag {
+            1 => Mutation::Doc(u128::from_le_bytes(array(b)?), sized(b)?),
+            2 => Mutation::Chunk(
+                u128::from_le_bytes(array(b)?),
+                u32::from_le_bytes(array(b)?),
+                sized(b)?,
+            ),
+            3 => Mutation::DropChunk(
+                u128::from_le_bytes(array(b)?),
+                u32::from_le_bytes(array(b)?),
+            ),
+            4 => Mutation::Row(u128::from_le_bytes(array(b)?), sized(b)?),
+            5 => Mutation::Heads(u128::from_le_bytes(array(b)?), sized(b)?),
+            6 => Mutation::Log(u64::from_le_bytes(array(b)?), sized(b)?),
+            7 => Mutation::List(text(b)?, u128::from_le_bytes(array(b)?)),
+            8 => Mutation::Unlist(text(b)?, u128::from_le_bytes(array(b)?)),
+            other => {
+                return Err(Error::corrupt(
+                    "journal record",
+                    format!("unknown mutation {other}"),
+                ));
+            }
+        };
+        apply(m)?;
+    }
+    Ok(())
+}
+
+/// Covers the device id too: a journal left beside a database file that was since replaced
+/// holds no record of the new one.
+fn checksum(device: DeviceId, epoch: u64, index: u32, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&device.0);
+    h.update(&epoch.to_le_bytes());
+    h.update(&index.to_le_bytes());
+    h.update(&(payload.len() as u32).to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// The journal file and where the next record goes.
+#[derive(Debug)]
+pub(super) struct Journal {
+    file: File,
+    device: DeviceId,
+    epoch: u64,
+    /// Index of the next record within the epoch (also: records since the last checkpoint).
+    index: u32,
+    offset: u64,
+}
+
+fn io_error(path: &Path, what: &str, e: std::io::Error) -> Error {
+    Error::corrupt(
+        format!("journal {}", path.display()),
+        format!("{what}: {e}"),
+    )
+}
+
+impl Journal {
+    /// Opens (creating and preallocating if needed) the journal of a database file and reads
+    /// the records of `epoch` still to replay, in order.
+    pub fn open(db: &Path, device: DeviceId, epoch: u64) -> Result<(Self, Vec<Vec<u8>>)> {
+        let path = journal_path(db);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io_error(&path, "opening", e))?;
+        let len = file
+            .metadata()
+            .map_err(|e| io_error(&path, "reading its size", e))?
+            .len();
+        let mut records = Vec::new();
+        if len < CAPACITY {
+            // New (or cut short by a crash while it was being created): nothing in it counts.
+            preallocate(&mut file, db).map_err(|e| io_error(&path, "preallocating", e))?;
+        } else {
+            let mut bytes = Vec::with_capacity(CAPACITY as usize);
+            file.read_to_end(&mut bytes)
+                .map_err(|e| io_error(&path, "reading", e))?;
+            records = read_records(&bytes, device, epoch);
+        }
+        let offset = records.iter().map(|r| (HEADER + r.len()) as u64).sum();
+        let index = records.len() as u32;
+        Ok((
+            Self {
+                file,
+                device,
+                epoch,
+                index,
+                offset,
+            },
+            records,
+        ))
+    }
+
+    /// The epoch the database names as current.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Records written since the last checkpoint.
+    pub fn records(&self) -> u32 {
+        self.index
+    }
+
+    /// Whether a record of `len` payload bytes goes into the journal (else: checkpoint).
+    pub fn has_room(&self, len: usize) -> bool {
+        len <= MAX_RECORD
+            && self.index < MAX_RECORDS
+            && self.offset + (HEADER + len) as u64 <= CAPACITY
+    }
+
+    /// Writes a record and waits until it is on disk.
+    pub fn append(&mut self, payload: &[u8]) -> std::io::Result<()> {
+        let mut record = Vec::with_capacity(HEADER + payload.len());
+        record.extend_from_slice(&MAGIC.to_le_bytes());
+        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        record.extend_from_slice(&self.epoch.to_le_bytes());
+        record.extend_from_slice(&self.index.to_le_bytes());
+        record.extend_from_slice(
+            &checksum(self.device, self.epoch, self.index, payload).to_le_bytes(),
+        );
+        record.extend_from_slice(payload);
+        write_at(&self.file, &record, self.offset)?;
+        self.file.sync_data()?;
+        self.offset += record.len() as u64;
+        self.index += 1;
+        Ok(())
+    }
+
+    /// Takes back the record just appended, whose transaction failed to commit: a replay must
+    /// not apply a write that returned an error. Best effort; should it fail, the next
+    /// checkpoint (which the caller attempts) voids the record all the same.
+    pub fn retract(&mut self, len: usize) -> std::io::Result<()> {
+        let start = self.offset - (HEADER + len) as u64;
+        write_at(&self.file, &[0; HEADER], start)?;
+        self.file.sync_data()?;
+        self.offset = start;
+        self.index -= 1;
+        Ok(())
+    }
+
+    /// Starts over after a checkpoint raised the database's epoch to `epoch`.
+    pub fn restart(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.index = 0;
+        self.offset = 0;
+    }
+}
+
+/// The valid records of `epoch` from the start of the journal.
+fn read_records(bytes: &[u8], device: DeviceId, epoch: u64) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while let Some(header) = bytes.get(at..at + HEADER) {
+        let word =
+            |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+        let (magic, len) = (word(0), word(4) as usize);
+        let mut e = [0; 8];
+        e.copy_from_slice(&header[8..16]);
+        let (record_epoch, index, sum) = (u64::from_le_bytes(e), word(16), word(20));
+        if magic != MAGIC
+            || record_epoch != epoch
+            || index as usize != out.len()
+            || len > MAX_RECORD
+        {
+            break;
+        }
+        let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
+            break;
+        };
+        if checksum(device, epoch, index, payload) != sum {
+            break;
+        }
+        out.push(payload.to_vec());
+        at += HEADER + len;
+    }
+    out
+}
+
+#[cfg(unix)]
+fn write_at(file: &File, bytes: &[u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, bytes, offset)
+}
+
+#[cfg(windows)]
+fn write_at(file: &File, mut bytes: &[u8], mut offset: u64) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_write(file, bytes, offset)?;
+        bytes = &bytes[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+/// Fills the journal with zeros up to its capacity and makes its existence durable.
+fn preallocate(file: &mut File, db: &Path) -> std::io::Result<()> {
+    file.set_len(0)?;
+    let zeros = vec![0u8; 64 << 10];
+    for _ in 0..CAPACITY / zeros.len() as u64 {
+        file.write_all(&zeros)?;
+    }
+    file.sync_all()?;
+    #[cfg(unix)]
+    if let Some(dir) = db.parent() {
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
