@@ -10,6 +10,7 @@ mod fast_forward;
 mod import_export;
 mod journal;
 mod lists;
+mod local_edits;
 mod net;
 mod search;
 mod sync;

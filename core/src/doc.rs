@@ -13,6 +13,7 @@ mod create;
 mod forward;
 mod fresh;
 mod history;
+mod local;
 mod read;
 
 use std::collections::BTreeMap;
@@ -30,6 +31,7 @@ pub use fresh::from_creation;
 pub use history::{
     Conflict, FieldChange, HistoryEntry, Version, conflicts, field_history, history,
 };
+pub use local::{LocalEdit, edit_scalars};
 pub(crate) use read::is_empty_container;
 pub use read::{check_single_origin, materialize};
 
@@ -196,7 +198,7 @@ fn fields_obj_tx(tx: &mut automerge::transaction::Transaction<'_>) -> Result<Obj
     }
 }
 
-fn encode_scalar(value: &Value) -> ScalarValue {
+pub(crate) fn encode_scalar(value: &Value) -> ScalarValue {
     match value {
         Value::Int(i) => ScalarValue::Int(*i),
         Value::Bool(b) => ScalarValue::Boolean(*b),

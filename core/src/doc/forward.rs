@@ -47,7 +47,7 @@ impl Facts {
 
     /// Notes a change by `actor` numbered `seq` whose highest op is `max_op`. `None` if the
     /// actor is not a device id.
-    fn note(&mut self, actor: &[u8], seq: u64, max_op: u64) -> Option<()> {
+    pub(super) fn note(&mut self, actor: &[u8], seq: u64, max_op: u64) -> Option<()> {
         let actor: [u8; 16] = actor.try_into().ok()?;
         self.max_op = self.max_op.max(max_op);
         match self.seqs.iter_mut().find(|(a, _)| *a == actor) {
@@ -58,7 +58,7 @@ impl Facts {
     }
 
     /// The sequence number of `actor`'s last change (0 if it wrote none).
-    fn seq(&self, actor: &[u8]) -> u64 {
+    pub(super) fn seq(&self, actor: &[u8]) -> u64 {
         self.seqs
             .iter()
             .find(|(a, _)| a.as_slice() == actor)

@@ -32,6 +32,12 @@ fn check_whole(bytes: &[u8]) -> Result<(), DocError> {
     }
 }
 
+/// A document taken from the cache, to edit: nobody else holds it unless a reader took it from
+/// the cache a moment ago.
+pub(super) fn unshare(doc: Arc<Automerge>) -> Automerge {
+    Arc::try_unwrap(doc).unwrap_or_else(|shared| (*shared).clone())
+}
+
 impl Store {
     /// A record's document and its count of appended chunks, for a write in `ctx` (a merge or
     /// a local edit) to a record whose stored heads are `heads`: from the cache when it holds
@@ -47,9 +53,7 @@ impl Store {
             return ctx.load(id);
         };
         let pending = ctx.pending_chunks(id)?;
-        // Nobody else holds it unless a reader took it from the cache a moment ago.
-        let doc = Arc::try_unwrap(doc).unwrap_or_else(|shared| (*shared).clone());
-        Ok(Some((doc, pending)))
+        Ok(Some((unshare(doc), pending)))
     }
 
     /// The changes of a record that a replica holding `have` (heads it already has) lacks, as
@@ -230,7 +234,13 @@ impl Store {
         let Some((record, facts)) = doc::fast_forward(&row, heads, facts, changes, schema) else {
             return Ok(None);
         };
-        let event = ctx.persist_forward(bytes, pending, (heads, &[last.hash()]), &record, facts)?;
+        let event = ctx.persist_forward(
+            bytes,
+            pending,
+            (heads, &[last.hash()]),
+            (&record, ChangeKind::Merged),
+            facts,
+        )?;
         Ok(Some(event))
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use automerge::{Automerge, ChangeHash};
+use automerge::{Automerge, Change, ChangeHash};
 use chrono::{DateTime, Utc};
 use redb::{ReadableTable, Table, WriteTransaction};
 
@@ -163,17 +163,33 @@ impl<'t> WriteCtx<'t> {
         bytes: &[u8],
         pending: u32,
         (heads_before, heads_after): (&[ChangeHash], &[ChangeHash]),
-        record: &Record,
+        (record, kind): (&Record, ChangeKind),
         facts: Facts,
     ) -> Result<ChangeEvent> {
         self.apply(Mutation::Chunk(record.id.as_u128(), pending, bytes))?;
-        self.index(
-            record,
-            ChangeKind::Merged,
-            heads_before,
-            heads_after,
-            Some(facts),
-        )
+        self.index(record, kind, heads_before, heads_after, Some(facts))
+    }
+
+    /// A record's stored changes and its count of appended chunks; `None` when it is not
+    /// stored as plain change chunks (a compacted document, say).
+    pub fn stored_changes(&self, id: RecordId) -> Result<Option<(Vec<Change>, u32)>> {
+        let key = id.as_u128();
+        let Some(base) = self.docs.get(key)? else {
+            return Ok(None);
+        };
+        let Ok(Some(mut changes)) = doc::split_changes(base.value()) else {
+            return Ok(None);
+        };
+        let mut pending = 0;
+        for entry in self.changes.range((key, 0)..=(key, u32::MAX))? {
+            let (_, bytes) = entry?;
+            let Ok(Some(more)) = doc::split_changes(bytes.value()) else {
+                return Ok(None);
+            };
+            changes.extend(more);
+            pending += 1;
+        }
+        Ok(Some((changes, pending)))
     }
 
     /// How many change chunks a record has appended since its last compaction.
@@ -227,6 +243,37 @@ impl<'t> WriteCtx<'t> {
             kind,
         })
     }
+}
+
+/// Makes a local edit of scalar fields without the record's document (see
+/// [`doc::edit_scalars`]); `None` when the edit or the record's stored state is not one that
+/// allows it, and the caller takes the general way.
+fn edit_without_doc(
+    ctx: &mut WriteCtx<'_>,
+    row: &Record,
+    (heads, facts): (&[ChangeHash], &Facts),
+    (schema, device): (&Schema, crate::model::DeviceId),
+    ops: &[FieldOp],
+    now: DateTime<Utc>,
+) -> Result<Option<(Record, ChangeEvent)>> {
+    let Some((stored, pending)) = ctx.stored_changes(row.id)? else {
+        return Ok(None);
+    };
+    if !ctx.room_for_chunk(pending) {
+        return Ok(None);
+    }
+    let Some(edit) = doc::edit_scalars(row, (heads, facts), &stored, (device, now), ops, schema)
+    else {
+        return Ok(None);
+    };
+    let event = ctx.persist_forward(
+        edit.change.raw_bytes(),
+        pending,
+        (heads, &[edit.change.hash()]),
+        (&edit.record, ChangeKind::Updated),
+        edit.facts,
+    )?;
+    Ok(Some((edit.record, event)))
 }
 
 /// The facts of a document just changed here, from the stored ones (`before`) when there are
@@ -526,7 +573,19 @@ impl Store {
             }
             let missing = || Error::corrupt(format!("record {id}"), "row without document");
             let (stored, before) = ctx.heads_entry(id)?.ok_or_else(missing)?;
-            let (mut doc, pending) = self.load_for_write(ctx, id, &stored)?.ok_or_else(missing)?;
+            // A document decoded by the last edit (typing into a note) is quicker to edit.
+            let cached = self.docs.take(id, &stored);
+            if cached.is_none()
+                && let Some(facts) = &before
+                && let Some(done) =
+                    edit_without_doc(ctx, &row, (&stored, facts), (schema, device), &ops, now)?
+            {
+                return Ok(done);
+            }
+            let (mut doc, pending) = match cached {
+                Some(doc) => (super::merge::unshare(doc), ctx.pending_chunks(id)?),
+                None => ctx.load(id)?.ok_or_else(missing)?,
+            };
             let heads = doc.get_heads();
             doc::apply_ops(&mut doc, device, &ops, now).map_err(Error::doc(id))?;
             let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
