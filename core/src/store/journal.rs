@@ -281,8 +281,15 @@ impl Journal {
             &checksum(self.device, self.epoch, self.index, payload).to_le_bytes(),
         );
         record.extend_from_slice(payload);
-        write_at(&self.file, &record, self.offset)?;
-        self.file.sync_data()?;
+        let written =
+            write_at(&self.file, &record, self.offset).and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // The write fails, but its record may have reached the disk whole: void it, so a
+            // replay never applies a write that was not acknowledged.
+            let _ = write_at(&self.file, &[0; HEADER], self.offset)
+                .and_then(|()| self.file.sync_data());
+            return Err(e);
+        }
         self.offset += record.len() as u64;
         self.index += 1;
         Ok(())
