@@ -3,22 +3,23 @@
 //! Loading a document (~40–80 µs in automerge 0.12 for a typical record), applying the edit and
 //! reading the record back took about half of a durable edit. For the common edit — set or
 //! clear a few scalar fields — the change is fully determined by little: the stored heads (its
-//! dependencies), the facts (this device's next sequence number, the next op counter, the
-//! fields map's id) and, per field touched, the ops whose value it replaces (its
-//! predecessors). Those are read here from the record's stored changes, and the change is built
-//! the way an Automerge transaction would build it, including its no-op rules. Anything else
+//! dependencies), this device's next sequence number, the next op counter, the fields map's id
+//! and, per field touched, the ops whose value it replaces (its predecessors). All of it is read
+//! here from the record's stored changes (the facts only say which map to expect), and the
+//! change is built the way an Automerge transaction would build it, including its no-op rules.
+//! Anything else
 //! (lists, text, a field holding a container, a conflict to resolve by writing the value that
 //! already wins, a record stored as a compacted document) goes the general way.
 
 use std::collections::BTreeMap;
 
 use automerge::legacy::{Key, ObjectId, Op, OpId, OpType, SortedVec};
-use automerge::{Change, ChangeHash, ExpandedChange, ScalarValue};
+use automerge::{Change, ChangeHash, ExpandedChange, ObjType, ScalarValue};
 use chrono::{DateTime, Utc};
 
 use super::forward::Facts;
 use super::read::{change_stamp, decode_field_scalar};
-use super::{actor_for, encode_scalar};
+use super::{FIELDS, actor_for, encode_scalar};
 use crate::model::{DeviceId, FieldOp, Record, Schema, Value};
 
 /// The change a local edit makes, the record after it and the facts after it.
@@ -64,21 +65,39 @@ pub fn edit_scalars(
         }
         touched.insert(op.field(), Vec::new());
     }
+    let actor = actor_for(device);
+    // The numbering comes from the changes themselves, not from the facts, so that a change
+    // made here can never reuse an op id or a sequence number.
+    let (mut max_op, mut last_seq) = (0, 0);
+    // The root's `f` ops, each with whether it made a map: the fields map must be the one
+    // the facts name, and the only one.
+    let mut maps: Vec<(OpId, bool)> = Vec::new();
     // An op is visible unless another op on its key names it as a predecessor; the order the
     // changes are read in does not matter.
     let mut overwritten: Vec<OpId> = Vec::new();
     for change in stored {
+        max_op = max_op.max(change.max_op());
+        if change.actor_id() == &actor {
+            last_seq = last_seq.max(change.seq());
+        }
         for (n, op) in change.decode().operations.into_iter().enumerate() {
-            let (ObjectId::Id(obj), Key::Map(key)) = (&op.obj, &op.key) else {
-                continue;
-            };
-            let Some(visible) = touched.get_mut(key.as_str()) else {
-                continue;
-            };
-            if *obj != fields_map {
-                continue;
-            }
             let id = OpId::new(change.start_op().get() + n as u64, change.actor_id());
+            let visible = match (&op.obj, &op.key) {
+                (ObjectId::Root, Key::Map(key)) if key == FIELDS => {
+                    if !matches!(op.action, OpType::Delete) {
+                        maps.push((id, matches!(op.action, OpType::Make(ObjType::Map))));
+                    }
+                    overwritten.extend(op.pred);
+                    continue;
+                }
+                (ObjectId::Id(obj), Key::Map(key)) if *obj == fields_map => {
+                    match touched.get_mut(key.as_str()) {
+                        Some(visible) => visible,
+                        None => continue,
+                    }
+                }
+                _ => continue,
+            };
             match op.action {
                 OpType::Put(value) => visible.push(Visible {
                     id,
@@ -92,6 +111,10 @@ pub fn edit_scalars(
             overwritten.extend(op.pred);
         }
     }
+    maps.retain(|(id, _)| !overwritten.contains(id));
+    if maps != [(fields_map.clone(), true)] {
+        return None;
+    }
     for visible in touched.values_mut() {
         visible.retain(|v| !overwritten.contains(&v.id));
         if visible.iter().any(|v| v.value.is_none()) {
@@ -99,8 +122,7 @@ pub fn edit_scalars(
         }
     }
 
-    let actor = actor_for(device);
-    let start_op = facts.max_op + 1;
+    let start_op = max_op + 1;
     let mut record = row.clone();
     let mut out: Vec<Op> = Vec::new();
     for op in ops {
@@ -151,7 +173,7 @@ pub fn edit_scalars(
         return None;
     }
     let max_op = start_op + out.len() as u64 - 1;
-    let seq = facts.seq(actor.to_bytes()) + 1;
+    let seq = last_seq + 1;
     // As Automerge does, a change also names its actor's previous change, even where the heads
     // name it only through others'.
     let mut deps = heads.to_vec();
