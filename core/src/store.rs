@@ -6,6 +6,7 @@ mod doc_cache;
 mod export;
 mod journal;
 mod merge;
+mod patch;
 mod stamp;
 mod tables;
 mod write;

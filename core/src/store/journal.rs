@@ -16,7 +16,7 @@
 //! replaying records the database already holds changes nothing.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -234,10 +234,8 @@ impl Journal {
             // New (or cut short by a crash while it was being created): nothing in it counts.
             preallocate(&mut file, db).map_err(|e| io_error(&path, "preallocating", e))?;
         } else {
-            let mut bytes = Vec::with_capacity(CAPACITY as usize);
-            file.read_to_end(&mut bytes)
-                .map_err(|e| io_error(&path, "reading", e))?;
-            records = read_records(&bytes, device, epoch);
+            records =
+                read_records(&file, device, epoch).map_err(|e| io_error(&path, "reading", e))?;
         }
         let offset = records.iter().map(|r| (HEADER + r.len()) as u64).sum();
         let index = records.len() as u32;
@@ -315,34 +313,56 @@ impl Journal {
     }
 }
 
-/// The valid records of `epoch` from the start of the journal.
-fn read_records(bytes: &[u8], device: DeviceId, epoch: u64) -> Vec<Vec<u8>> {
+/// The valid records of `epoch` from the start of the journal. Read record by record: after a
+/// clean close the first header already ends it, so opening reads a few bytes, not the file.
+fn read_records(file: &File, device: DeviceId, epoch: u64) -> std::io::Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
-    let mut at = 0usize;
-    while let Some(header) = bytes.get(at..at + HEADER) {
+    let mut at = 0u64;
+    let mut header = [0u8; HEADER];
+    while at + HEADER as u64 <= CAPACITY {
+        read_at(file, &mut header, at)?;
         let word =
             |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
         let (magic, len) = (word(0), word(4) as usize);
         let mut e = [0; 8];
         e.copy_from_slice(&header[8..16]);
         let (record_epoch, index, sum) = (u64::from_le_bytes(e), word(16), word(20));
+        let end = at + (HEADER + len) as u64;
         if magic != MAGIC
             || record_epoch != epoch
             || index as usize != out.len()
             || len > MAX_RECORD
+            || end > CAPACITY
         {
             break;
         }
-        let Some(payload) = bytes.get(at + HEADER..at + HEADER + len) else {
-            break;
-        };
-        if checksum(device, epoch, index, payload) != sum {
+        let mut payload = vec![0; len];
+        read_at(file, &mut payload, at + HEADER as u64)?;
+        if checksum(device, epoch, index, &payload) != sum {
             break;
         }
-        out.push(payload.to_vec());
-        at += HEADER + len;
+        out.push(payload);
+        at = end;
     }
-    out
+    Ok(out)
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, bytes: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, bytes, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, mut bytes: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        let n = std::os::windows::fs::FileExt::seek_read(file, bytes, offset)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        bytes = &mut bytes[n..];
+        offset += n as u64;
+    }
+    Ok(())
 }
 
 #[cfg(unix)]
