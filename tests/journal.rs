@@ -143,3 +143,17 @@ fn a_journal_left_by_another_database_is_ignored() {
     assert_eq!(engine.store().replayed_writes(), 0);
     assert_eq!(engine.count(&RecordType::Company).expect("count"), 0);
 }
+
+#[test]
+fn a_journal_that_cannot_be_opened_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("crm.redb");
+    std::fs::create_dir(journal_of(&db)).expect("a directory where the journal goes");
+    match Engine::open(&db) {
+        Err(crmsync::Error::Store(crmsync::StoreError::Journal { path, what, .. })) => {
+            assert_eq!(path, journal_of(&db));
+            assert_eq!(what, "opening");
+        }
+        other => panic!("expected a journal error, got {other:?}"),
+    }
+}

@@ -26,6 +26,18 @@ pub enum StoreError {
         /// The workspace asked for.
         requested: uuid::Uuid,
     },
+    /// The write-ahead journal beside the file (`<file>.wal`) could not be created, read or
+    /// written.
+    #[error("journal {path}: {what}: {source}")]
+    Journal {
+        /// The journal file.
+        path: std::path::PathBuf,
+        /// What was being done.
+        what: &'static str,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file was written by a newer crmsync.
     #[error(
         "the database format is version {found}, this crmsync reads up to {supported}: upgrade the app"

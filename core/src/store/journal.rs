@@ -19,7 +19,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 use crate::model::DeviceId;
 
 /// Bytes of the journal file, written once when it is created: overwriting written blocks
@@ -206,11 +206,13 @@ pub(super) struct Journal {
     offset: u64,
 }
 
-fn io_error(path: &Path, what: &str, e: std::io::Error) -> Error {
-    Error::corrupt(
-        format!("journal {}", path.display()),
-        format!("{what}: {e}"),
-    )
+fn io_error(path: &Path, what: &'static str, source: std::io::Error) -> Error {
+    StoreError::Journal {
+        path: path.to_path_buf(),
+        what,
+        source,
+    }
+    .into()
 }
 
 impl Journal {
