@@ -157,3 +157,29 @@ fn a_journal_that_cannot_be_opened_is_a_clear_error() {
         other => panic!("expected a journal error, got {other:?}"),
     }
 }
+
+#[test]
+fn a_journal_of_another_size_keeps_its_records() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("crm.redb");
+    let id = write_and_vanish(&db);
+    // As a build with a smaller journal would have left it: the records, nothing after.
+    let path = journal_of(&db);
+    let bytes = std::fs::read(&path).expect("read the journal");
+    let full = bytes.len();
+    let end = bytes.iter().rposition(|&b| b != 0).expect("records") + 1;
+    std::fs::write(&path, &bytes[..end]).expect("write the journal");
+
+    let engine = Engine::open(&db).expect("reopen");
+    assert_eq!(engine.store().replayed_writes(), UPDATES + 1);
+    let company = engine.get(id).expect("get").expect("company exists");
+    assert_eq!(company.text("name"), Some(name(UPDATES).as_str()));
+    let len = std::fs::metadata(&path).expect("journal").len() as usize;
+    assert_eq!(
+        len, full,
+        "the journal has its full size again after the replay"
+    );
+    engine
+        .update(id, Patch::new().set("name", "after"))
+        .expect("update after replay");
+}

@@ -56,6 +56,7 @@ pub(super) fn recover(
         }
     }
     commit_checkpoint(txn, &mut journal)?;
+    journal.ensure_capacity(path)?;
     Ok((journal, records.len()))
 }
 

@@ -231,13 +231,13 @@ impl Journal {
             .metadata()
             .map_err(|e| io_error(&path, "reading its size", e))?
             .len();
-        let mut records = Vec::new();
-        if len < CAPACITY {
-            // New (or cut short by a crash while it was being created): nothing in it counts.
+        // Records are read whatever the file's size (one written with another capacity keeps
+        // its records); a file with none to replay is sized now, one with some after the
+        // replay's checkpoint (`ensure_capacity`).
+        let records =
+            read_records(&file, len, device, epoch).map_err(|e| io_error(&path, "reading", e))?;
+        if records.is_empty() && len != CAPACITY {
             preallocate(&mut file, db).map_err(|e| io_error(&path, "preallocating", e))?;
-        } else {
-            records =
-                read_records(&file, device, epoch).map_err(|e| io_error(&path, "reading", e))?;
         }
         let offset = records.iter().map(|r| (HEADER + r.len()) as u64).sum();
         let index = records.len() as u32;
@@ -307,6 +307,20 @@ impl Journal {
         Ok(())
     }
 
+    /// Gives the journal its full size, once the records it held were replayed and voided.
+    pub fn ensure_capacity(&mut self, db: &Path) -> Result<()> {
+        let path = journal_path(db);
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| io_error(&path, "reading its size", e))?
+            .len();
+        if len != CAPACITY {
+            preallocate(&mut self.file, db).map_err(|e| io_error(&path, "preallocating", e))?;
+        }
+        Ok(())
+    }
+
     /// Starts over after a checkpoint raised the database's epoch to `epoch`.
     pub fn restart(&mut self, epoch: u64) {
         self.epoch = epoch;
@@ -317,11 +331,16 @@ impl Journal {
 
 /// The valid records of `epoch` from the start of the journal. Read record by record: after a
 /// clean close the first header already ends it, so opening reads a few bytes, not the file.
-fn read_records(file: &File, device: DeviceId, epoch: u64) -> std::io::Result<Vec<Vec<u8>>> {
+fn read_records(
+    file: &File,
+    file_len: u64,
+    device: DeviceId,
+    epoch: u64,
+) -> std::io::Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     let mut at = 0u64;
     let mut header = [0u8; HEADER];
-    while at + HEADER as u64 <= CAPACITY {
+    while at + HEADER as u64 <= file_len {
         read_at(file, &mut header, at)?;
         let word =
             |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
@@ -334,7 +353,7 @@ fn read_records(file: &File, device: DeviceId, epoch: u64) -> std::io::Result<Ve
             || record_epoch != epoch
             || index as usize != out.len()
             || len > MAX_RECORD
-            || end > CAPACITY
+            || end > file_len
         {
             break;
         }
