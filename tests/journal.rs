@@ -183,3 +183,32 @@ fn a_journal_of_another_size_keeps_its_records() {
         .update(id, Patch::new().set("name", "after"))
         .expect("update after replay");
 }
+
+fn without_journal() -> crmsync::EngineOptions {
+    crmsync::EngineOptions {
+        store: crmsync::StoreOptions {
+            journal_bytes: 0,
+            ..crmsync::StoreOptions::default()
+        },
+    }
+}
+
+#[test]
+fn without_a_journal_writes_commit_durably_and_a_left_journal_is_replayed_first() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("crm.redb");
+    let id = write_and_vanish(&db);
+
+    let engine = Engine::open_with(&db, without_journal()).expect("reopen without a journal");
+    assert_eq!(engine.store().replayed_writes(), UPDATES + 1);
+    assert!(!journal_of(&db).exists(), "the replayed journal is removed");
+    engine
+        .update(id, Patch::new().set("name", "no journal"))
+        .expect("update");
+    assert!(!journal_of(&db).exists(), "no journal is made");
+    drop(engine);
+
+    let engine = Engine::open(&db).expect("reopen with the journal");
+    let company = engine.get(id).expect("get").expect("company exists");
+    assert_eq!(company.text("name"), Some("no journal"));
+}

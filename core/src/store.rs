@@ -50,6 +50,12 @@ pub struct StoreOptions {
     /// skipped for a file this library closed cleanly and that is unchanged since: its size,
     /// times and inode match the stamp left beside it at close (`<file>.closed`).
     pub verify_on_open: bool,
+    /// Bytes of the write-ahead journal beside the file (`<file>.wal`, default 4 MiB), through
+    /// which a small write is made durable with one flush of a page or two; a checkpoint
+    /// empties it when full. 0 turns it off: every write is then a durable redb commit, which
+    /// flushes every page the write touched (an edit takes about twice as long). A journal
+    /// left by an earlier open is replayed either way.
+    pub journal_bytes: u64,
     /// Documents kept decoded for sync, so one record sent to many peers is decoded once
     /// (default 1,024; 0 turns it off). Each holds one record's history, typically a few KB.
     pub doc_cache: usize,
@@ -63,6 +69,7 @@ impl Default for StoreOptions {
             cache_size: 32 << 20,
             verify_on_open: true,
             doc_cache: 1024,
+            journal_bytes: 4 << 20,
         }
     }
 }
@@ -143,10 +150,10 @@ impl Store {
         let (journal, replayed) = commit::recover(
             &store.db,
             path,
-            store.device,
+            (store.device, store.options.journal_bytes),
             store.options.compaction_threshold,
         )?;
-        store.journal = Some(std::sync::Mutex::new(journal));
+        store.journal = journal.map(std::sync::Mutex::new);
         store.replayed = replayed;
         Ok(store)
     }

@@ -9,7 +9,7 @@ use super::journal::{self, Journal};
 use super::tables::META;
 use super::write::WriteCtx;
 use super::{META_JOURNAL_EPOCH, Store};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StoreError};
 use crate::model::DeviceId;
 
 fn read_epoch(db: &Database) -> Result<u64> {
@@ -37,14 +37,38 @@ fn commit_checkpoint(mut txn: WriteTransaction, journal: &mut Journal) -> Result
 }
 
 /// Opens the journal of a database file and replays what the database lacks of it. Returns
-/// the journal and how many writes were replayed.
+/// the journal (none if `capacity` is 0: a journal left by an earlier open is replayed and
+/// removed) and how many writes were replayed.
 pub(super) fn recover(
     db: &Database,
     path: &std::path::Path,
-    device: DeviceId,
+    (device, capacity): (DeviceId, u64),
+    compaction_threshold: u32,
+) -> Result<(Option<Journal>, usize)> {
+    let file = journal::journal_path(path);
+    if capacity == 0 && !file.exists() {
+        return Ok((None, 0));
+    }
+    let (journal, replayed) = replay(db, path, (device, capacity), compaction_threshold)?;
+    if capacity > 0 {
+        return Ok((Some(journal), replayed));
+    }
+    drop(journal);
+    std::fs::remove_file(&file).map_err(|source| StoreError::Journal {
+        path: file,
+        what: "removing",
+        source,
+    })?;
+    Ok((None, replayed))
+}
+
+fn replay(
+    db: &Database,
+    path: &std::path::Path,
+    (device, capacity): (DeviceId, u64),
     compaction_threshold: u32,
 ) -> Result<(Journal, usize)> {
-    let (mut journal, records) = Journal::open(path, device, read_epoch(db)?)?;
+    let (mut journal, records) = Journal::open(path, capacity, (device, read_epoch(db)?))?;
     if records.is_empty() {
         return Ok((journal, 0));
     }

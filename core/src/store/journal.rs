@@ -22,9 +22,6 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result, StoreError};
 use crate::model::DeviceId;
 
-/// Bytes of the journal file, written once when it is created: overwriting written blocks
-/// lets `fdatasync` skip the file's metadata.
-const CAPACITY: u64 = 4 << 20;
 /// A write whose mutations take more is committed to the database durably instead (imports,
 /// sync batches): writing it twice would cost more than the flush it saves.
 pub(super) const MAX_RECORD: usize = 256 << 10;
@@ -199,6 +196,9 @@ fn checksum(device: DeviceId, epoch: u64, index: u32, payload: &[u8]) -> u32 {
 #[derive(Debug)]
 pub(super) struct Journal {
     file: File,
+    /// Bytes of the file, written once when it is created: overwriting written blocks lets
+    /// `fdatasync` skip the file's metadata.
+    capacity: u64,
     device: DeviceId,
     epoch: u64,
     /// Index of the next record within the epoch (also: records since the last checkpoint).
@@ -218,7 +218,11 @@ fn io_error(path: &Path, what: &'static str, source: std::io::Error) -> Error {
 impl Journal {
     /// Opens (creating and preallocating if needed) the journal of a database file and reads
     /// the records of `epoch` still to replay, in order.
-    pub fn open(db: &Path, device: DeviceId, epoch: u64) -> Result<(Self, Vec<Vec<u8>>)> {
+    pub fn open(
+        db: &Path,
+        capacity: u64,
+        (device, epoch): (DeviceId, u64),
+    ) -> Result<(Self, Vec<Vec<u8>>)> {
         let path = journal_path(db);
         let mut file = OpenOptions::new()
             .read(true)
@@ -236,14 +240,16 @@ impl Journal {
         // replay's checkpoint (`ensure_capacity`).
         let records =
             read_records(&file, len, device, epoch).map_err(|e| io_error(&path, "reading", e))?;
-        if records.is_empty() && len != CAPACITY {
-            preallocate(&mut file, db).map_err(|e| io_error(&path, "preallocating", e))?;
+        if records.is_empty() && len != capacity {
+            preallocate(&mut file, db, capacity)
+                .map_err(|e| io_error(&path, "preallocating", e))?;
         }
         let offset = records.iter().map(|r| (HEADER + r.len()) as u64).sum();
         let index = records.len() as u32;
         Ok((
             Self {
                 file,
+                capacity,
                 device,
                 epoch,
                 index,
@@ -267,7 +273,7 @@ impl Journal {
     pub fn has_room(&self, len: usize) -> bool {
         len <= MAX_RECORD
             && self.index < MAX_RECORDS
-            && self.offset + (HEADER + len) as u64 <= CAPACITY
+            && self.offset + (HEADER + len) as u64 <= self.capacity
     }
 
     /// Writes a record and waits until it is on disk.
@@ -315,8 +321,9 @@ impl Journal {
             .metadata()
             .map_err(|e| io_error(&path, "reading its size", e))?
             .len();
-        if len != CAPACITY {
-            preallocate(&mut self.file, db).map_err(|e| io_error(&path, "preallocating", e))?;
+        if len != self.capacity {
+            preallocate(&mut self.file, db, self.capacity)
+                .map_err(|e| io_error(&path, "preallocating", e))?;
         }
         Ok(())
     }
@@ -402,11 +409,14 @@ fn write_at(file: &File, mut bytes: &[u8], mut offset: u64) -> std::io::Result<(
 }
 
 /// Fills the journal with zeros up to its capacity and makes its existence durable.
-fn preallocate(file: &mut File, db: &Path) -> std::io::Result<()> {
+fn preallocate(file: &mut File, db: &Path, capacity: u64) -> std::io::Result<()> {
     file.set_len(0)?;
     let zeros = vec![0u8; 64 << 10];
-    for _ in 0..CAPACITY / zeros.len() as u64 {
-        file.write_all(&zeros)?;
+    let mut left = capacity;
+    while left > 0 {
+        let n = left.min(zeros.len() as u64);
+        file.write_all(&zeros[..n as usize])?;
+        left -= n;
     }
     file.sync_all()?;
     #[cfg(unix)]
