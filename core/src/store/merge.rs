@@ -32,12 +32,6 @@ fn check_whole(bytes: &[u8]) -> Result<(), DocError> {
     }
 }
 
-/// A document taken from the cache, to edit: nobody else holds it unless a reader took it from
-/// the cache a moment ago.
-pub(super) fn unshare(doc: Arc<Automerge>) -> Automerge {
-    Arc::try_unwrap(doc).unwrap_or_else(|shared| (*shared).clone())
-}
-
 impl Store {
     /// A record's document and its count of appended chunks, for a write in `ctx` (a merge or
     /// a local edit) to a record whose stored heads are `heads`: from the cache when it holds
@@ -49,11 +43,23 @@ impl Store {
         id: RecordId,
         heads: &[ChangeHash],
     ) -> Result<Option<(Automerge, u32)>> {
-        let Some(doc) = self.docs.take(id, heads) else {
+        Self::cached_or_loaded(ctx, id, self.docs.take(id, heads))
+    }
+
+    /// A record's document for a write: `cached` (taken from the cache at the stored heads)
+    /// if there is one, else decoded from the tables; with its count of appended chunks.
+    pub(super) fn cached_or_loaded(
+        ctx: &WriteCtx<'_>,
+        id: RecordId,
+        cached: Option<Arc<Automerge>>,
+    ) -> Result<Option<(Automerge, u32)>> {
+        let Some(doc) = cached else {
             return ctx.load(id);
         };
         let pending = ctx.pending_chunks(id)?;
-        Ok(Some((unshare(doc), pending)))
+        // Nobody else holds it unless a reader took it from the cache a moment ago.
+        let doc = Arc::try_unwrap(doc).unwrap_or_else(|shared| (*shared).clone());
+        Ok(Some((doc, pending)))
     }
 
     /// The changes of a record that a replica holding `have` (heads it already has) lacks, as

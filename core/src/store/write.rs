@@ -447,10 +447,8 @@ impl Store {
             {
                 return Ok(done);
             }
-            let (mut doc, pending) = match cached {
-                Some(doc) => (super::merge::unshare(doc), ctx.pending_chunks(id)?),
-                None => ctx.load(id)?.ok_or_else(missing)?,
-            };
+            let (mut doc, pending) =
+                Self::cached_or_loaded(ctx, id, cached)?.ok_or_else(missing)?;
             let heads = doc.get_heads();
             doc::apply_ops(&mut doc, device, &ops, now).map_err(Error::doc(id))?;
             let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
