@@ -80,7 +80,7 @@ fn replay(
         }
     }
     commit_checkpoint(txn, &mut journal)?;
-    journal.ensure_capacity(path)?;
+    journal.ensure_capacity()?;
     Ok((journal, records.len()))
 }
 

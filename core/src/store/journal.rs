@@ -196,6 +196,7 @@ fn checksum(device: DeviceId, epoch: u64, index: u32, payload: &[u8]) -> u32 {
 #[derive(Debug)]
 pub(super) struct Journal {
     file: File,
+    path: PathBuf,
     /// Bytes of the file, written once when it is created: overwriting written blocks lets
     /// `fdatasync` skip the file's metadata.
     capacity: u64,
@@ -224,7 +225,7 @@ impl Journal {
         (device, epoch): (DeviceId, u64),
     ) -> Result<(Self, Vec<Vec<u8>>)> {
         let path = journal_path(db);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -240,23 +241,19 @@ impl Journal {
         // replay's checkpoint (`ensure_capacity`).
         let records =
             read_records(&file, len, device, epoch).map_err(|e| io_error(&path, "reading", e))?;
-        if records.is_empty() && len != capacity {
-            preallocate(&mut file, db, capacity)
-                .map_err(|e| io_error(&path, "preallocating", e))?;
+        let mut journal = Self {
+            file,
+            path,
+            capacity,
+            device,
+            epoch,
+            index: records.len() as u32,
+            offset: records.iter().map(|r| (HEADER + r.len()) as u64).sum(),
+        };
+        if records.is_empty() {
+            journal.ensure_capacity()?;
         }
-        let offset = records.iter().map(|r| (HEADER + r.len()) as u64).sum();
-        let index = records.len() as u32;
-        Ok((
-            Self {
-                file,
-                capacity,
-                device,
-                epoch,
-                index,
-                offset,
-            },
-            records,
-        ))
+        Ok((journal, records))
     }
 
     /// The epoch the database names as current.
@@ -314,16 +311,15 @@ impl Journal {
     }
 
     /// Gives the journal its full size, once the records it held were replayed and voided.
-    pub fn ensure_capacity(&mut self, db: &Path) -> Result<()> {
-        let path = journal_path(db);
+    pub fn ensure_capacity(&mut self) -> Result<()> {
         let len = self
             .file
             .metadata()
-            .map_err(|e| io_error(&path, "reading its size", e))?
+            .map_err(|e| io_error(&self.path, "reading its size", e))?
             .len();
         if len != self.capacity {
-            preallocate(&mut self.file, db, self.capacity)
-                .map_err(|e| io_error(&path, "preallocating", e))?;
+            preallocate(&mut self.file, &self.path, self.capacity)
+                .map_err(|e| io_error(&self.path, "preallocating", e))?;
         }
         Ok(())
     }
@@ -409,7 +405,7 @@ fn write_at(file: &File, mut bytes: &[u8], mut offset: u64) -> std::io::Result<(
 }
 
 /// Fills the journal with zeros up to its capacity and makes its existence durable.
-fn preallocate(file: &mut File, db: &Path, capacity: u64) -> std::io::Result<()> {
+fn preallocate(file: &mut File, path: &Path, capacity: u64) -> std::io::Result<()> {
     file.set_len(0)?;
     let zeros = vec![0u8; 64 << 10];
     let mut left = capacity;
@@ -420,7 +416,7 @@ fn preallocate(file: &mut File, db: &Path, capacity: u64) -> std::io::Result<()>
     }
     file.sync_all()?;
     #[cfg(unix)]
-    if let Some(dir) = db.parent() {
+    if let Some(dir) = path.parent() {
         let dir = if dir.as_os_str().is_empty() {
             Path::new(".")
         } else {
