@@ -221,13 +221,13 @@ async fn read_frame(recv: &mut iroh::endpoint::RecvStream) -> Vec<u8> {
 }
 
 /// The handshake's presentation for a credential given in text form, as postcard lays it out:
-/// `Some` (1), the credential, no revocations (0).
+/// `Some` (1), the credential.
 fn presentation_of(credential_text: &str) -> Vec<u8> {
     let encoded = credential_text.strip_prefix("CRMSYNC1").unwrap();
     let bytes = data_encoding::BASE32_NOPAD
         .decode(encoded.as_bytes())
         .unwrap();
-    [vec![1u8], bytes, vec![0u8]].concat()
+    [vec![1u8], bytes].concat()
 }
 
 /// The verdict frame of a refusal, as postcard lays out `Verdict::Refuse(reason)`.
@@ -250,7 +250,7 @@ async fn outsiders_are_refused_each_with_its_own_reason_and_nothing_changes() {
         stranger.enable_network(NetOptions::loopback()).await,
         Err(NetError::NotJoined)
     ));
-    let verdict = raw_handshake(SecretKey::generate(), na.addr(), &[0, 0]).await;
+    let verdict = raw_handshake(SecretKey::generate(), na.addr(), &[0]).await;
     assert_eq!(refusal_tag(&verdict), (1, 0), "Refuse(NoCredential)");
 
     // A member of another workspace.
@@ -291,7 +291,7 @@ async fn outsiders_are_refused_each_with_its_own_reason_and_nothing_changes() {
         .unwrap()
         .to_string();
     let mut forged = presentation_of(&credential);
-    let last_signature_byte = forged.len() - 2;
+    let last_signature_byte = forged.len() - 1;
     forged[last_signature_byte] ^= 1;
     let verdict = raw_handshake(secret.clone(), na.addr(), &forged).await;
     assert_eq!(refusal_tag(&verdict), (1, 3), "Refuse(BadSignature)");

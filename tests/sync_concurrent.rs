@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use automerge::ChangeHash;
-use crmsync::sync::{Replica, SyncError, SyncOptions, SyncReport, sync};
-use crmsync::{DeviceId, Engine, NewRecord, Patch, RecordId, RecordType};
+use crmsync::sync::{Applied, PeerRef, Replica, SyncError, SyncOptions, SyncReport, sync};
+use crmsync::{DeviceId, Engine, NewRecord, Patch, PeerCursor, RecordId, RecordType};
 use tokio::io::{duplex, split};
 use uuid::Uuid;
 
@@ -224,16 +224,19 @@ impl<F: Fn(&str)> Replica for Interleaved<'_, F> {
     fn doc_bytes(&self, id: RecordId) -> crmsync::Result<Option<Vec<u8>>> {
         self.engine.doc_bytes(id)
     }
-    fn apply(&self, batch: &[(RecordId, Vec<u8>)]) -> crmsync::Result<Vec<u64>> {
+    fn apply(&self, batch: &[(RecordId, Vec<u8>)]) -> crmsync::Result<Applied> {
         let out = self.engine.apply(batch);
         (self.hook)("applied");
         out
     }
-    fn peer_cursor(&self, peer: DeviceId) -> crmsync::Result<Option<u64>> {
+    fn peer_cursor(&self, peer: &PeerRef) -> crmsync::Result<Option<PeerCursor>> {
         self.engine.peer_cursor(peer)
     }
-    fn set_peer_cursor(&self, peer: DeviceId, seq: u64) -> crmsync::Result<()> {
-        self.engine.set_peer_cursor(peer, seq)
+    fn set_peer_cursor(&self, peer: &PeerRef, cursor: PeerCursor) -> crmsync::Result<()> {
+        self.engine.set_peer_cursor(peer, cursor)
+    }
+    fn forget_peer_cursor(&self, peer: &PeerRef) -> crmsync::Result<()> {
+        self.engine.forget_peer_cursor(peer)
     }
 }
 

@@ -7,6 +7,7 @@ mod corrupt;
 mod crash;
 mod engine;
 mod fast_forward;
+mod hostile;
 mod import_export;
 mod journal;
 mod lists;

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 
 use crate::model::{DeviceId, FieldKind, FieldOp, RecordType, Schema, Value, format_value};
 
-pub use chunks::split_changes;
+pub use chunks::{MAX_INFLATED_BYTES, check_chunks, split_changes};
 pub use create::{creation_change, creation_facts};
 pub use forward::{Facts, fast_forward};
 pub use fresh::from_creation;

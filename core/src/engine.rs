@@ -342,4 +342,19 @@ impl Engine {
         self.publish(&events);
         Ok(events)
     }
+
+    /// Merges changes as [`Engine::apply_changes`] does, leaving out the records that cannot
+    /// be merged with the record stored under their id (see
+    /// [`crate::Store::apply_changes_skipping_conflicts`]): what sync uses.
+    pub fn apply_changes_skipping_conflicts(
+        &self,
+        batch: &[(RecordId, Vec<u8>)],
+    ) -> Result<crate::store::Merged> {
+        let merged = self
+            .inner
+            .store
+            .apply_changes_skipping_conflicts(&self.schema_guard(), batch)?;
+        self.publish(&merged.events);
+        Ok(merged)
+    }
 }

@@ -55,4 +55,4 @@ pub use query::{Filter, FilterOp, ListQuery, SortOrder};
 pub use search::{
     DateRange, Page, SearchError, SearchFilters, SearchHit, SearchOptions, SearchResults, Snippet,
 };
-pub use store::{Store, StoreOptions};
+pub use store::{Merged, PeerCursor, Store, StoreOptions};

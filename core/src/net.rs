@@ -77,9 +77,24 @@ pub struct NetOptions {
     pub backoff_max: Duration,
     /// How long to wait for a connection to a peer (default 10 s).
     pub connect_timeout: Duration,
-    /// Sessions run at once, both directions (default 64). A peer opening one more is
-    /// refused with [`Refusal::Busy`]; this node's own sessions wait for a slot.
+    /// Sessions peers may run with this node at once (default 64). A slot is given only to a
+    /// peer whose credential checked out; one more is refused with [`Refusal::Busy`]. This
+    /// node's own sessions take no slot (one per peer at a time).
     pub max_sessions: usize,
+    /// Sessions one peer may run with this node at once (default 2).
+    pub max_sessions_per_peer: usize,
+    /// Handshakes in progress at once, from peers not yet authenticated (default 32; each
+    /// peer 2). Past it a new stream is reset before anything is read from it.
+    pub max_handshakes: usize,
+    /// How long a peer has to complete the membership handshake (default 10 s).
+    pub handshake_timeout: Duration,
+    /// The longest a session may run, however busy (default 1 h); a slow peer cannot keep a
+    /// slot for ever. Batches applied before it stay.
+    pub session_deadline: Duration,
+    /// Connections open at once, all peers together (default 1,024); more are refused.
+    pub max_connections: usize,
+    /// Connections one peer (node id) may have open at once (default 4).
+    pub max_connections_per_peer: usize,
     /// Bytes each peer may move per minute, both directions together (default: no limit).
     /// A peer over its budget is refused with [`Refusal::RateLimited`], and a session that
     /// exceeds it is cut; what it applied stays, and a later session resumes.
@@ -98,6 +113,12 @@ impl Default for NetOptions {
             backoff_max: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(10),
             max_sessions: 64,
+            max_sessions_per_peer: 2,
+            max_handshakes: 32,
+            handshake_timeout: Duration::from_secs(10),
+            session_deadline: Duration::from_secs(3600),
+            max_connections: 1024,
+            max_connections_per_peer: 4,
             peer_bytes_per_minute: None,
         }
     }
@@ -172,6 +193,10 @@ pub enum NetError {
     /// The connection failed mid-session; the next session resumes where this one stopped.
     #[error("connection: {0}")]
     Connection(String),
+    /// The session ran past [`NetOptions::session_deadline`] and was cut; what it applied
+    /// stays, and the next session resumes.
+    #[error("the session ran past its deadline of {0:?}")]
+    Deadline(Duration),
     /// The operation does not apply to this kind of network.
     #[error("unsupported: {0}")]
     Unsupported(&'static str),

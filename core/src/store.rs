@@ -6,6 +6,7 @@ mod doc_cache;
 mod export;
 mod journal;
 mod merge;
+pub use merge::Merged;
 mod patch;
 mod stamp;
 mod tables;
@@ -27,6 +28,9 @@ pub const FORMAT_VERSION: u32 = 1;
 
 const META_FORMAT: &str = "format";
 const META_DEVICE: &str = "device";
+/// The device id this replica writes changes under now (see [`Store::device`]); absent in a
+/// file that was always closed cleanly since before it existed: the device id above then.
+const META_ACTOR: &str = "actor";
 const META_WORKSPACE: &str = "workspace";
 const META_SCHEMA: &str = "schema";
 const META_PEER_PREFIX: &str = "peer:";
@@ -74,12 +78,27 @@ impl Default for StoreOptions {
     }
 }
 
+/// How far a replica's sync with one peer got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerCursor {
+    /// The local log sequence up to which everything reached the peer.
+    pub seq: u64,
+    /// The session that got there, recorded by both sides: a peer that holds another one for
+    /// us went back in time (restored from a backup, or lost its last writes) or never
+    /// finished recording it, and its claims are checked by comparing whole sets instead.
+    pub session: [u8; 16],
+}
+
 /// Storage of one replica.
 pub struct Store {
     db: Database,
     /// Dropped after `db` (fields drop in order): stamps the file once it is closed.
     _stamp: Option<stamp::CloseStamp>,
+    /// The id this replica writes its changes under (its Automerge actor).
     device: DeviceId,
+    /// The id the file was created with, which never changes: it ties the journal and the
+    /// search index to this database.
+    identity: DeviceId,
     /// Changes only while the replica is empty (a new device joining a workspace).
     workspace: std::sync::RwLock<Uuid>,
     options: StoreOptions,
@@ -150,11 +169,12 @@ impl Store {
         let (journal, replayed) = commit::recover(
             &store.db,
             path,
-            (store.device, store.options.journal_bytes),
+            (store.identity, store.options.journal_bytes),
             store.options.compaction_threshold,
         )?;
         store.journal = journal.map(std::sync::Mutex::new);
         store.replayed = replayed;
+        store.device = store.actor_for_this_run(unchanged)?;
         Ok(store)
     }
 
@@ -183,6 +203,7 @@ impl Store {
             db,
             _stamp: stamp,
             device,
+            identity: device,
             workspace: std::sync::RwLock::new(workspace),
             docs: doc_cache::DocCache::new(options.doc_cache),
             options,
@@ -256,9 +277,42 @@ impl Store {
         Ok(identity)
     }
 
-    /// This replica's device id (its Automerge actor).
+    /// The device id this replica writes its changes under (its Automerge actor, the
+    /// `created_by` / `updated_by` of what it writes).
+    ///
+    /// A file opened after it was not closed cleanly by this library — a crash, or a copy
+    /// restored from a backup over it — takes a new one. A restored file no longer knows the
+    /// changes it made after the backup, which peers may hold; writing under the old id would
+    /// number new changes like those, and the two could never merge. The file's own identity
+    /// ([`Store::identity`]) stays.
     pub fn device(&self) -> DeviceId {
         self.device
+    }
+
+    /// The id the file was created with; it never changes.
+    pub fn identity(&self) -> DeviceId {
+        self.identity
+    }
+
+    /// The device id to write under in this run: the stored one after a clean close, a new
+    /// one (stored durably before any write uses it) otherwise.
+    fn actor_for_this_run(&self, closed_cleanly: bool) -> Result<DeviceId> {
+        let stored = {
+            let txn = self.db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            meta.get(META_ACTOR)?.map(|v| v.value().to_vec())
+        };
+        match stored {
+            Some(bytes) if closed_cleanly => return parse_device(bytes),
+            None if closed_cleanly => return Ok(self.identity),
+            _ => {}
+        }
+        let actor = DeviceId::random();
+        let txn = self.db.begin_write()?;
+        txn.open_table(META)?
+            .insert(META_ACTOR, actor.0.as_slice())?;
+        txn.commit()?;
+        Ok(actor)
     }
 
     /// The workspace this replica belongs to.
@@ -500,34 +554,69 @@ impl Store {
         Ok(out)
     }
 
-    /// The local log sequence up to which everything was delivered to `peer` in the last
-    /// completed sync with it.
-    pub fn peer_cursor(&self, peer: DeviceId) -> Result<Option<u64>> {
+    /// How far the last completed sync with `peer` (a name the sync layer chooses) got: `None`
+    /// if there was none, or if it was recorded by an older version without a session id.
+    pub fn peer_cursor(&self, peer: &str) -> Result<Option<PeerCursor>> {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
         let key = format!("{META_PEER_PREFIX}{peer}");
         let Some(bytes) = meta.get(key.as_str())? else {
             return Ok(None);
         };
-        <[u8; 8]>::try_from(bytes.value())
-            .map(|b| Some(u64::from_le_bytes(b)))
-            .map_err(|_| Error::corrupt(format!("sync cursor of {peer}"), "not 8 bytes"))
+        match <[u8; 24]>::try_from(bytes.value()) {
+            Ok(b) => {
+                let (seq, session) = b.split_at(8);
+                Ok(Some(PeerCursor {
+                    seq: u64::from_le_bytes(seq.try_into().unwrap_or_default()),
+                    session: session.try_into().unwrap_or_default(),
+                }))
+            }
+            // Written before cursors carried their session: no proof that the peer still has
+            // what it says, so the next session compares whole sets.
+            Err(_) if bytes.value().len() == 8 => Ok(None),
+            Err(_) => Err(Error::corrupt(
+                format!("sync cursor of {peer}"),
+                "not 24 bytes",
+            )),
+        }
     }
 
-    /// Records that everything up to local sequence `seq` has reached `peer`.
+    /// Records that everything up to local sequence `cursor.seq` has reached `peer`, in the
+    /// session `cursor.session`.
     ///
     /// Not flushed to disk on its own (it reaches the disk with the next durable commit): a
-    /// cursor lost in a crash is an older one, which only makes the next session with that
-    /// peer send again some changes it has, and applying them again changes nothing. Saving
+    /// cursor lost in a crash is an older one, whose session no longer matches the peer's, so
+    /// the next session with that peer compares whole sets and sends only what differs. Saving
     /// the flush matters on a relay, where every session ends with a cursor update.
-    pub fn set_peer_cursor(&self, peer: DeviceId, seq: u64) -> Result<()> {
+    pub fn set_peer_cursor(&self, peer: &str, cursor: PeerCursor) -> Result<()> {
+        let mut value = [0u8; 24];
+        value[..8].copy_from_slice(&cursor.seq.to_le_bytes());
+        value[8..].copy_from_slice(&cursor.session);
+        self.write_peer_cursor(peer, Some(&value))
+    }
+
+    /// Forgets the cursor for `peer`: the next session with it compares whole sets.
+    pub fn forget_peer_cursor(&self, peer: &str) -> Result<()> {
+        self.write_peer_cursor(peer, None)
+    }
+
+    fn write_peer_cursor(&self, peer: &str, value: Option<&[u8]>) -> Result<()> {
         let key = format!("{META_PEER_PREFIX}{peer}");
         let mut txn = self.db.begin_write()?;
         // Where redb cannot skip the flush (a database shared between processes), the commit
         // simply stays durable.
         let _ = txn.set_durability(redb::Durability::None);
-        txn.open_table(META)?
-            .insert(key.as_str(), seq.to_le_bytes().as_slice())?;
+        {
+            let mut meta = txn.open_table(META)?;
+            match value {
+                Some(value) => {
+                    meta.insert(key.as_str(), value)?;
+                }
+                None => {
+                    meta.remove(key.as_str())?;
+                }
+            }
+        }
         txn.commit()?;
         Ok(())
     }

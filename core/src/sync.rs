@@ -30,7 +30,8 @@ use serde::{Deserialize, Serialize};
 
 pub use frame::{decode_frame, encode_frame};
 pub use message::{AbortCode, Message, PROTOCOL_VERSION};
-pub use replica::Replica;
+pub use replica::{Applied, Replica};
+pub(crate) use session::blocking;
 pub use session::sync;
 
 /// Limits and tuning of a session. The defaults suit phones on slow links.
@@ -51,6 +52,15 @@ pub struct SyncOptions {
     /// false: the peer is never asked for changes, and a batch of changes from it ends the
     /// session with [`SyncError::ReadOnlyPeer`] before anything is applied.
     pub accept_changes: bool,
+    /// The peer's identity as the transport authenticated it (the network layer sets its node
+    /// id). When set, the cursor for the peer is kept under it, never under the replica id
+    /// the peer announces: a member announcing another device's id cannot move that device's
+    /// cursor. `None` (default) trusts the announced id, for streams that are trusted as a
+    /// whole (two replicas of one app over a pipe, tests).
+    pub authenticated_peer: Option<[u8; 32]>,
+    /// Set reconciliation rounds a session may take before it is ended as runaway (default
+    /// 64; two replicas need about log16 of their record count, plus a few).
+    pub max_reconcile_rounds: u32,
 }
 
 impl Default for SyncOptions {
@@ -62,6 +72,38 @@ impl Default for SyncOptions {
             idle_timeout: Duration::from_secs(30),
             send_changes: true,
             accept_changes: true,
+            authenticated_peer: None,
+            max_reconcile_rounds: 64,
+        }
+    }
+}
+
+/// Whom a replica keeps a cursor for: the name its cursor is stored under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PeerRef {
+    /// The replica id a peer announced, on a stream trusted as a whole.
+    Announced(crate::model::DeviceId),
+    /// A peer's key (an iroh node id) as the transport authenticated it.
+    Authenticated([u8; 32]),
+}
+
+impl PeerRef {
+    /// The peer of a session run with `options`, whose hello announced `announced`.
+    pub fn of(options: &SyncOptions, announced: crate::model::DeviceId) -> Self {
+        match options.authenticated_peer {
+            Some(key) => PeerRef::Authenticated(key),
+            None => PeerRef::Announced(announced),
+        }
+    }
+
+    /// The name its cursor is stored under. Announced ids keep the name they always had.
+    pub fn cursor_name(&self) -> String {
+        match self {
+            PeerRef::Announced(id) => id.to_string(),
+            PeerRef::Authenticated(key) => {
+                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                format!("node:{hex}")
+            }
         }
     }
 }
@@ -88,6 +130,10 @@ pub struct SyncReport {
     pub records_sent: usize,
     /// Records whose received changes changed something here.
     pub records_received: usize,
+    /// Records the peer sent that could not be merged with the record stored here under the
+    /// same id (created separately under that id, or of another type). They were left out
+    /// and the session went on; see [`crate::Store::apply_changes_skipping_conflicts`].
+    pub skipped: Vec<crate::model::RecordId>,
     /// Bytes written, framing included.
     pub bytes_sent: u64,
     /// Bytes read, framing included.

@@ -203,6 +203,9 @@ impl Relay {
             bind_addr: self.config.bind_addr,
             relay_url: iroh_relay.as_ref().map(|(_, url)| url.clone()),
             max_sessions: self.config.max_sessions,
+            // A relay's devices often reconnect together (after its restart, say): as many
+            // may be mid-handshake as may run sessions.
+            max_handshakes: self.config.max_sessions,
             peer_bytes_per_minute: (self.config.device_bytes_per_minute > 0)
                 .then_some(self.config.device_bytes_per_minute),
             sync: crmsync::sync::SyncOptions {

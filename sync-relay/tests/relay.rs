@@ -349,11 +349,17 @@ async fn health_metrics_and_status_are_served_on_their_own_address() {
     running.shutdown().await;
 }
 
-/// Opens a stream to `target` and sends a byte of a handshake that never completes, so the
-/// peer holds a session slot for it.
-async fn silent_session(target: EndpointAddr) -> iroh::Endpoint {
+/// A member whose client completes the membership handshake by hand and then says nothing,
+/// so the relay holds a session slot for it (an outsider's silent stream takes none).
+async fn silent_session(admin: &Engine, target: EndpointAddr) -> iroh::Endpoint {
     use iroh::endpoint::{PortmapperConfig, presets};
+    let secret = iroh::SecretKey::generate();
+    let credential = admin
+        .invite_device(secret.public(), Role::Member, None)
+        .unwrap()
+        .to_string();
     let endpoint = iroh::Endpoint::builder(presets::Minimal)
+        .secret_key(secret)
         .relay_mode(iroh::RelayMode::Disabled)
         .clear_address_lookup()
         .portmapper_config(PortmapperConfig::Disabled)
@@ -364,10 +370,38 @@ async fn silent_session(target: EndpointAddr) -> iroh::Endpoint {
         .await
         .unwrap();
     let conn = endpoint.connect(target, crmsync::net::ALPN).await.unwrap();
-    let (mut send, _recv) = conn.open_bi().await.unwrap();
-    send.write_all(&[0]).await.unwrap();
-    // Keep the stream open (the endpoint owns the connection).
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let frame = |body: &[u8]| [&(body.len() as u32).to_be_bytes()[..], body].concat();
+    async fn read_frame(recv: &mut iroh::endpoint::RecvStream) -> Vec<u8> {
+        let mut prefix = [0u8; 4];
+        recv.read_exact(&mut prefix).await.unwrap();
+        let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
+        recv.read_exact(&mut body).await.unwrap();
+        body
+    }
+    // Presentation: `Some` (1) and the credential, as postcard lays them out.
+    let encoded = credential.strip_prefix("CRMSYNC1").unwrap();
+    let bytes = data_encoding::BASE32_NOPAD
+        .decode(encoded.as_bytes())
+        .unwrap();
+    send.write_all(&frame(&[vec![1u8], bytes].concat()))
+        .await
+        .unwrap();
+    read_frame(&mut recv).await; // the relay's presentation
+    send.write_all(&frame(&[0])).await.unwrap(); // Accept
+    assert_eq!(read_frame(&mut recv).await, vec![0], "the relay accepts");
+    // No revocations: a count of 0 and the SHA-256 of nothing; the relay knows none either.
+    let mut summary = vec![0u8];
+    summary.extend(
+        data_encoding::HEXLOWER
+            .decode(b"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+            .unwrap(),
+    );
+    send.write_all(&frame(&summary)).await.unwrap();
+    read_frame(&mut recv).await;
+    // Keep the stream open (the endpoint owns the connection), and say nothing more.
     std::mem::forget(send);
+    std::mem::forget(recv);
     endpoint
 }
 
@@ -401,8 +435,8 @@ async fn limits_refuse_with_a_reason_and_change_nothing() {
     options.sync.batch_records = 50;
     let na = a.enable_network(options).await.unwrap();
 
-    // Busy: a silent client holds the only session slot.
-    let hog = silent_session(running.addr()).await;
+    // Busy: a silent member holds the only session slot.
+    let hog = silent_session(&a, running.addr()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     company(&a, "Acme");
     let err = na.sync_with(running.addr()).await.unwrap_err();

@@ -21,6 +21,98 @@ const CHANGE_CHUNK: u8 = 1;
 /// Magic, checksum and type, before the length.
 const HEADER: usize = 9;
 
+/// Chunk type of a whole document.
+const DOCUMENT_CHUNK: u8 = 0;
+/// Bit of a column specification that marks the column as deflate-compressed.
+const DEFLATED_COLUMN: u64 = 0b1000;
+
+/// The most bytes the compressed columns of one record's received bytes may inflate to.
+/// Automerge inflates them whole, before any checksum or sanity check, so a few kilobytes of a
+/// crafted deflate stream could otherwise claim gigabytes. A record's compacted history is far
+/// below this (long notes typed over months included); a frame is at most 16 MiB by default.
+pub const MAX_INFLATED_BYTES: u64 = 32 << 20;
+
+/// Checks bytes from another replica that are not all plain change chunks (see
+/// [`split_changes`]) before Automerge reads them: each chunk must be a whole document or an
+/// uncompressed change. A compressed change or a bundle is refused (replicas never send them),
+/// and the compressed columns of documents may inflate to [`MAX_INFLATED_BYTES`] in all. That is
+/// measured by inflating into nothing, so a compression bomb costs bounded time and no memory.
+pub fn check_chunks(bytes: &[u8]) -> Result<(), DocError> {
+    let mut budget = MAX_INFLATED_BYTES;
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        if rest.len() < HEADER || rest[..4] != MAGIC {
+            return Err(DocError::BadChunk("not an Automerge chunk"));
+        }
+        let (len, width) = uleb128(&rest[HEADER..]).ok_or(DocError::BadChunk("bad length"))?;
+        let end = len
+            .checked_add(HEADER + width)
+            .filter(|end| *end <= rest.len())
+            .ok_or(DocError::BadChunk("chunk cut short"))?;
+        match rest[8] {
+            CHANGE_CHUNK => {}
+            DOCUMENT_CHUNK => {
+                let inflated = document_inflation(&rest[HEADER + width..end], budget)?;
+                budget -= inflated;
+            }
+            _ => {
+                return Err(DocError::BadChunk(
+                    "a compressed change or bundle, which replicas never send",
+                ));
+            }
+        }
+        rest = &rest[end..];
+    }
+    Ok(())
+}
+
+/// The bytes a document chunk's compressed columns inflate to, if at most `budget`.
+fn document_inflation(body: &[u8], budget: u64) -> Result<u64, DocError> {
+    let malformed = DocError::BadChunk("a document whose columns do not parse");
+    let mut r = Reader(body);
+    let columns = (|| {
+        let actors = r.uint()?;
+        for _ in 0..actors {
+            r.bytes()?;
+        }
+        let heads = usize::try_from(r.uint()?).ok()?;
+        r.take(heads.checked_mul(32)?)?;
+        // Change columns, then op columns: each a list of (specification, length).
+        let mut specs = Vec::new();
+        for _ in 0..2 {
+            let count = r.uint()?;
+            for _ in 0..count {
+                specs.push((r.uint()?, usize::try_from(r.uint()?).ok()?));
+                if specs.len() > body.len() {
+                    return None; // more columns than bytes: garbage
+                }
+            }
+        }
+        Some(specs)
+    })()
+    .ok_or(malformed)?;
+    let mut inflated = 0u64;
+    for (spec, len) in columns {
+        let data = r
+            .take(len)
+            .ok_or(DocError::BadChunk("a document whose columns do not parse"))?;
+        if spec & DEFLATED_COLUMN == 0 {
+            continue;
+        }
+        let left = budget - inflated;
+        let mut limited = std::io::Read::take(flate2::bufread::DeflateDecoder::new(data), left + 1);
+        let size = std::io::copy(&mut limited, &mut std::io::sink())
+            .map_err(|_| DocError::BadChunk("a compressed column that does not inflate"))?;
+        if size > left {
+            return Err(DocError::BadChunk(
+                "compressed columns that inflate past the limit (MAX_INFLATED_BYTES)",
+            ));
+        }
+        inflated += size;
+    }
+    Ok(inflated)
+}
+
 /// The changes in `bytes` when it is nothing but uncompressed change chunks, each whole, with a
 /// checksum that matches. `Ok(None)` when it holds another kind of chunk (a whole document, a
 /// compressed change), which the caller loads the general way. An error for anything else:

@@ -126,8 +126,32 @@ fn wrong(field: &str, expected: &'static str, found: impl std::fmt::Debug) -> Do
     }
 }
 
-/// Decodes one stored field value, checking it against the declared kind when there is one.
+/// Decodes one stored field value as its declared kind when there is one. A value that does
+/// not fit the declaration (a field another device declared with another kind, written before
+/// the two agree) is read by the shape Automerge stores, as an undeclared field is: the record
+/// is kept and syncs on, and nothing that arrives can make a replica refuse it for ever.
 pub(crate) fn decode(
+    doc: &Automerge,
+    field: &str,
+    value: automerge::Value<'_>,
+    obj: &ObjId,
+    kind: Option<&FieldKind>,
+) -> Result<Value, DocError> {
+    match decode_declared(doc, field, value.clone(), obj, kind) {
+        Err(DocError::WrongKind { expected, .. }) if kind.is_some() => {
+            tracing::debug!(
+                field,
+                expected,
+                "a value of another kind; read by its shape"
+            );
+            decode_declared(doc, field, value, obj, None)
+        }
+        decoded => decoded,
+    }
+}
+
+/// Decodes one stored field value, refusing one that is not of the declared kind.
+fn decode_declared(
     doc: &Automerge,
     field: &str,
     value: automerge::Value<'_>,

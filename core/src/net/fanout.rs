@@ -12,30 +12,24 @@ use tokio::sync::Notify;
 use super::NetError;
 use super::background::DEBOUNCE;
 use super::limits::Traffic;
-use super::node::{Home, Shared, lock};
+use super::node::{Home, Shared, cursor_of, lock};
 use super::observer::{Direction, SessionEvent};
-use crate::sync::SyncReport;
+use crate::sync::{Replica, SyncReport};
 
 impl Shared {
-    /// After a session of a host's `workspace` with `peer`: remember the peer's replica, and
-    /// push to the workspace's other connected devices if the session may have brought
-    /// changes (a failed session may have applied some batches before it broke).
+    /// After a session of a host's `workspace`: push to the workspace's other
+    /// connected devices if the session may have brought changes (a failed session may have
+    /// applied some batches before it broke).
     pub(super) fn after_session(
         self: &Arc<Self>,
-        peer: EndpointId,
         workspace: uuid::Uuid,
         report: Option<&SyncReport>,
     ) {
         if !matches!(self.home, Home::Host(_)) {
             return;
         }
-        if let Some(report) = report {
-            if let Some(member) = lock(&self.members).get_mut(&peer) {
-                member.replica = Some(report.peer);
-            }
-            if report.records_received == 0 {
-                return;
-            }
+        if report.is_some_and(|r| r.records_received == 0) {
+            return;
         }
         self.fan_out(workspace);
     }
@@ -47,18 +41,17 @@ impl Shared {
         let Some(engine) = host.replica(workspace) else {
             return;
         };
-        let store = engine.store();
-        let Ok(last_seq) = store.last_seq() else {
+        let Ok(last_seq) = engine.store().last_seq() else {
             return;
         };
         let behind: Vec<EndpointId> = lock(&self.members)
             .iter()
             .filter(|(_, m)| m.workspace == workspace)
-            .filter(|(_, m)| {
-                let cursor = m
-                    .replica
-                    .and_then(|r| store.peer_cursor(r).ok().flatten())
-                    .unwrap_or(0);
+            .filter(|(id, _)| {
+                let cursor = Replica::peer_cursor(&engine, &cursor_of(id))
+                    .ok()
+                    .flatten()
+                    .map_or(0, |c| c.seq);
                 cursor < last_seq
             })
             .map(|(id, _)| *id)
@@ -134,6 +127,6 @@ async fn push(s: Arc<Shared>, peer: EndpointId, wake: &Arc<Notify>) -> bool {
         outcome: outcome.as_ref(),
     });
     // The device may have sent edits of its own back: they go to the others.
-    s.after_session(peer, member.workspace, outcome.as_ref().ok());
+    s.after_session(member.workspace, outcome.as_ref().ok());
     true
 }

@@ -107,6 +107,68 @@ fn refill(bucket: &Bucket, now: Instant, capacity: f64) -> f64 {
     (bucket.tokens + elapsed * capacity / 60.0).min(capacity)
 }
 
+/// A bounded set of places (handshakes, or incoming sessions): at most `total` at once, and at
+/// most `per_peer` held by one node. A place is given back when its [`Pass`] drops.
+#[derive(Debug)]
+pub(super) struct Gate {
+    total: Arc<tokio::sync::Semaphore>,
+    per_peer: Arc<Mutex<HashMap<EndpointId, usize>>>,
+    per_peer_max: usize,
+    capacity: usize,
+}
+
+/// One place taken at a [`Gate`].
+#[derive(Debug)]
+pub(super) struct Pass {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    peer: EndpointId,
+    per_peer: Arc<Mutex<HashMap<EndpointId, usize>>>,
+}
+
+impl Gate {
+    pub fn new(total: usize, per_peer_max: usize) -> Self {
+        Self {
+            total: Arc::new(tokio::sync::Semaphore::new(total)),
+            per_peer: Arc::default(),
+            per_peer_max: per_peer_max.max(1),
+            capacity: total,
+        }
+    }
+
+    /// A place for `peer`, if one is free and the peer holds fewer than its share.
+    pub fn try_enter(&self, peer: &EndpointId) -> Option<Pass> {
+        let mut held = self.per_peer.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = held.entry(*peer).or_default();
+        if *mine >= self.per_peer_max {
+            return None;
+        }
+        let permit = self.total.clone().try_acquire_owned().ok()?;
+        *mine += 1;
+        Some(Pass {
+            _permit: permit,
+            peer: *peer,
+            per_peer: self.per_peer.clone(),
+        })
+    }
+
+    /// Places taken now.
+    pub fn in_use(&self) -> usize {
+        self.capacity - self.total.available_permits()
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        let mut held = self.per_peer.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = held.get_mut(&self.peer) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.peer);
+            }
+        }
+    }
+}
+
 /// Bytes a session moved, both ways.
 #[derive(Debug, Default)]
 pub(super) struct Traffic {
@@ -233,6 +295,20 @@ mod tests {
         }
         // Other peers keep their own budget.
         assert!(budgets.admit(&peer()).is_ok());
+    }
+
+    #[test]
+    fn a_gate_caps_places_in_total_and_per_peer() {
+        let gate = Gate::new(3, 2);
+        let (p, q) = (peer(), peer());
+        let first = gate.try_enter(&p).expect("free");
+        let _second = gate.try_enter(&p).expect("free");
+        assert!(gate.try_enter(&p).is_none(), "p holds its share");
+        let _third = gate.try_enter(&q).expect("q has its own share");
+        assert!(gate.try_enter(&peer()).is_none(), "all three taken");
+        assert_eq!(gate.in_use(), 3);
+        drop(first);
+        assert!(gate.try_enter(&p).is_some(), "given back on drop");
     }
 
     #[test]

@@ -257,7 +257,6 @@ impl Membership {
         workspace: Uuid,
         presented: Option<&Credential>,
         connected: &PublicKey,
-        extra_revocations: &[Revocation],
         now: DateTime<Utc>,
     ) -> Result<Role, Refusal> {
         let theirs = presented.ok_or(Refusal::NoCredential)?;
@@ -289,10 +288,11 @@ impl Membership {
         {
             return Err(Refusal::Expired { expired_at });
         }
+        // Only revocations this node verified and stored count: a peer's own list proves
+        // nothing about the peer (it is exchanged once both sides accepted each other).
         let revoked = self
             .revocations
             .iter()
-            .chain(extra_revocations)
             .any(|r| r.body.device == *connected && r.valid_for(workspace, &admin));
         if revoked {
             return Err(Refusal::Revoked);
@@ -300,19 +300,22 @@ impl Membership {
         Ok(theirs.body.role)
     }
 
-    /// The revocations among `received` that are valid here and new.
-    pub fn new_revocations(&self, workspace: Uuid, received: &[Revocation]) -> Vec<Revocation> {
+    /// `received` (revocations not known here, each once), if every one carries this
+    /// workspace admin's signature; `Err` at the first that does not.
+    pub fn verified_revocations(
+        &self,
+        workspace: Uuid,
+        received: &[Revocation],
+    ) -> Result<Vec<Revocation>, ()> {
         let Some(ours) = &self.credential else {
-            return Vec::new();
+            return Ok(Vec::new());
         };
-        let mut fresh: Vec<Revocation> = Vec::new();
         for r in received {
-            let known = self.revocations.iter().chain(&fresh).any(|k| k == r);
-            if !known && r.valid_for(workspace, &ours.body.admin) {
-                fresh.push(r.clone());
+            if !r.valid_for(workspace, &ours.body.admin) {
+                return Err(());
             }
         }
-        fresh
+        Ok(received.to_vec())
     }
 }
 
@@ -459,18 +462,31 @@ impl Engine {
     }
 
     /// Revokes a device (admin only). Peers learn it at their next sync with any device that
-    /// knows it, and refuse the device from then on.
+    /// knows it, and refuse the device from then on; a peer it is connected to closes the
+    /// connection as soon as it learns it.
     pub fn revoke(&self, device: PublicKey) -> Result<Revocation, NetError> {
+        let mut revoked = self.revoke_many(&[device])?;
+        revoked.pop().ok_or(NetError::NotAdmin)
+    }
+
+    /// Revokes many devices at once (admin only), in one write.
+    pub fn revoke_many(&self, devices: &[PublicKey]) -> Result<Vec<Revocation>, NetError> {
         let admin = secret_setting(self, KEY_ADMIN_SECRET)?.ok_or(NetError::NotAdmin)?;
-        let body = RevocationBody {
-            workspace: self.workspace_id(),
-            device,
-            revoked_at: Utc::now().timestamp(),
-        };
-        let signature = admin.sign(&signed_bytes(REVOCATION_CONTEXT, &body)?);
-        let revocation = Revocation { body, signature };
-        self.add_revocations(std::slice::from_ref(&revocation))?;
-        Ok(revocation)
+        let revoked_at = Utc::now().timestamp();
+        let revocations = devices
+            .iter()
+            .map(|device| {
+                let body = RevocationBody {
+                    workspace: self.workspace_id(),
+                    device: *device,
+                    revoked_at,
+                };
+                let signature = admin.sign(&signed_bytes(REVOCATION_CONTEXT, &body)?);
+                Ok(Revocation { body, signature })
+            })
+            .collect::<Result<Vec<_>, NetError>>()?;
+        self.add_revocations(&revocations)?;
+        Ok(revocations)
     }
 
     /// This device's credential, if it joined (or administers) a workspace.
@@ -495,8 +511,10 @@ impl Engine {
             return Ok(());
         }
         let mut all = self.revocations()?;
+        let encode = |r: &Revocation| postcard::to_allocvec(r).unwrap_or_default();
+        let mut known: std::collections::HashSet<Vec<u8>> = all.iter().map(encode).collect();
         for r in new {
-            if !all.contains(r) {
+            if known.insert(encode(r)) {
                 all.push(r.clone());
             }
         }

@@ -8,21 +8,28 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use iroh::endpoint::{Connection, PortmapperConfig, presets};
 use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMap, RelayMode, TransportAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use iroh::endpoint::{QuicTransportConfig, VarInt};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::background::Background;
-use super::limits::{ByteBudgets, Traffic};
+use super::limits::{ByteBudgets, Gate, Traffic};
 use super::observer::{ConnectedPeer, Direction, SessionEvent};
 use super::session::breaks_connection;
 use super::tasks::Tasks;
 use super::{ALPN, NetError, NetOptions};
 use crate::engine::Engine;
-use crate::model::DeviceId;
-use crate::sync::SyncReport;
+use crate::sync::{PeerRef, Replica, SyncReport};
 
 /// How long a finished session waits for the peer to read its last frames before the stream
 /// is dropped (only matters when the endpoint closes right after).
 pub(super) const LINGER: Duration = Duration::from_secs(2);
+
+/// Bi-directional streams a peer may have open at once on one connection.
+const STREAMS_PER_CONNECTION: u32 = 8;
+/// Handshakes one peer may have in progress at once.
+const HANDSHAKES_PER_PEER: usize = 2;
 
 /// What the network knows of one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +59,6 @@ pub struct NetStatus {
 #[derive(Debug, Default)]
 struct PeerEntry {
     addr: Option<EndpointAddr>,
-    replica: Option<DeviceId>,
     last_sync: Option<DateTime<Utc>>,
     last_error: Option<String>,
 }
@@ -82,8 +88,6 @@ pub trait WorkspaceHost: Send + Sync + 'static {
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Member {
     pub workspace: uuid::Uuid,
-    /// Its replica id, once a session with it completed.
-    pub replica: Option<DeviceId>,
 }
 
 pub(super) struct Shared {
@@ -97,7 +101,14 @@ pub(super) struct Shared {
     peers: Mutex<BTreeMap<EndpointId, PeerEntry>>,
     status: watch::Sender<NetStatus>,
     background: Mutex<Option<Background>>,
-    pub(super) sessions: Arc<Semaphore>,
+    /// Sessions peers opened, once authenticated: `max_sessions` in all, a few per peer.
+    pub(super) sessions: Gate,
+    /// Handshakes in progress (peers not yet authenticated): few, a small share per peer.
+    pub(super) handshakes: Gate,
+    /// Sessions this node opened, running now.
+    pub(super) outgoing_sessions: AtomicUsize,
+    /// Open connections per peer.
+    connection_counts: Mutex<HashMap<EndpointId, usize>>,
     /// A host's pushes run at most this many at once (a quarter of the session slots), so
     /// devices' own sessions always find a slot, and a device woken many times while its push
     /// waits gets everything in one session.
@@ -113,6 +124,12 @@ pub(super) struct Shared {
 
 /// How long shutdown waits for the sessions in flight to end once their connections closed.
 pub(super) const SHUTDOWN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whom a replica keeps its cursor for `peer` under: sessions over the network key cursors by
+/// the node id the connection authenticated.
+pub(super) fn cursor_of(peer: &EndpointId) -> PeerRef {
+    PeerRef::Authenticated(*peer.as_bytes())
+}
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section leaves the maps consistent, so a poisoned lock is still usable.
@@ -167,8 +184,15 @@ impl Network {
         };
         // No address lookup service and no port mapper: peers are dialed by the addresses the
         // app gives, and nothing is announced or sent to multicast.
+        // A session is one bi-directional stream and peers take turns; a peer opening many at
+        // once gains nothing but a wait. No uni-directional streams are used at all.
+        let transport = QuicTransportConfig::builder()
+            .max_concurrent_bidi_streams(VarInt::from_u32(STREAMS_PER_CONNECTION))
+            .max_concurrent_uni_streams(VarInt::from_u32(0))
+            .build();
         let builder = Endpoint::builder(presets::Minimal)
             .secret_key(key)
+            .transport_config(transport)
             .alpns(vec![ALPN.to_vec()])
             .relay_mode(relay_mode)
             .clear_address_lookup()
@@ -184,14 +208,17 @@ impl Network {
         let bytes_per_minute = options.peer_bytes_per_minute;
         let shared = Arc::new(Shared {
             home,
-            options,
             endpoint,
             connections: Mutex::new(HashMap::new()),
             outgoing: Mutex::new(HashMap::new()),
             peers: Mutex::new(BTreeMap::new()),
             status: watch::Sender::new(NetStatus::default()),
             background: Mutex::new(None),
-            sessions: Arc::new(Semaphore::new(max_sessions)),
+            sessions: Gate::new(max_sessions, options.max_sessions_per_peer),
+            handshakes: Gate::new(options.max_handshakes, HANDSHAKES_PER_PEER),
+            options,
+            outgoing_sessions: AtomicUsize::new(0),
+            connection_counts: Mutex::new(HashMap::new()),
             push_slots: Semaphore::new((max_sessions / 4).max(1)),
             budgets: Arc::new(ByteBudgets::new(bytes_per_minute)),
             members: Mutex::new(HashMap::new()),
@@ -327,7 +354,7 @@ impl Network {
 
     /// Sessions running now (both directions).
     pub fn active_sessions(&self) -> usize {
-        self.shared.options.max_sessions - self.shared.sessions.available_permits()
+        self.shared.sessions.in_use() + self.shared.outgoing_sessions.load(Ordering::Relaxed)
     }
 
     /// Stops background mode, closes every connection and the endpoint, and waits (up to
@@ -379,11 +406,9 @@ impl Shared {
         let peers = lock(&self.peers)
             .iter()
             .map(|(id, e)| {
-                let cursor = e
-                    .replica
-                    .zip(device)
-                    .and_then(|(r, d)| d.store().peer_cursor(r).ok().flatten())
-                    .unwrap_or(0);
+                let cursor = device
+                    .and_then(|d| Replica::peer_cursor(d, &cursor_of(id)).ok().flatten())
+                    .map_or(0, |c| c.seq);
                 PeerStatus {
                     node_id: *id,
                     connected: connections
@@ -415,8 +440,7 @@ impl Shared {
             let mut peers = lock(&self.peers);
             let entry = peers.entry(peer).or_default();
             match outcome {
-                Ok(report) => {
-                    entry.replica = Some(report.peer);
+                Ok(_) => {
                     entry.last_sync = Some(Utc::now());
                     entry.last_error = None;
                 }
@@ -449,15 +473,42 @@ impl Shared {
         Ok(conn)
     }
 
-    /// Keeps a connection for reuse and serves the sessions the peer opens on it.
+    /// Keeps a connection for reuse and serves the sessions the peer opens on it. A peer
+    /// holding `max_connections_per_peer` connections already gets this one closed.
     fn adopt(self: &Arc<Self>, conn: Connection) {
-        lock(&self.connections).insert(conn.remote_id(), conn.clone());
+        let remote = conn.remote_id();
+        {
+            let mut counts = lock(&self.connection_counts);
+            let count = counts.entry(remote).or_default();
+            if *count >= self.options.max_connections_per_peer {
+                drop(counts);
+                tracing::info!(peer = %remote, "too many connections from one peer; closing");
+                conn.close(2u32.into(), b"too many connections");
+                return;
+            }
+            *count += 1;
+        }
+        lock(&self.connections).insert(remote, conn.clone());
         tokio::spawn(serve(Arc::downgrade(self), conn));
+    }
+
+    /// Open connections, all peers together.
+    fn connection_total(&self) -> usize {
+        lock(&self.connection_counts).values().sum()
     }
 
     /// Drops a closed connection (unless the peer has a newer one) and what hangs on it.
     fn forget(&self, conn: &Connection) {
         let id = conn.remote_id();
+        {
+            let mut counts = lock(&self.connection_counts);
+            if let Some(count) = counts.get_mut(&id) {
+                *count = count.saturating_sub(1);
+                if *count == 0 {
+                    counts.remove(&id);
+                }
+            }
+        }
         let mut connections = lock(&self.connections);
         if connections
             .get(&id)
@@ -558,6 +609,16 @@ async fn accept_loop(shared: Weak<Shared>) {
         let Some(incoming) = endpoint.accept().await else {
             return; // closed
         };
+        if let Some(s) = shared.upgrade()
+            && s.connection_total() >= s.options.max_connections
+        {
+            tracing::warn!(
+                "at the limit of {} connections; refusing one",
+                s.options.max_connections
+            );
+            incoming.refuse();
+            continue;
+        }
         let shared = shared.clone();
         tokio::spawn(async move {
             let conn = match incoming.await {
@@ -601,7 +662,7 @@ async fn serve(shared: Weak<Shared>, conn: Connection) {
                 outcome: outcome.as_ref(),
             });
             if let Some(workspace) = workspace {
-                s.after_session(remote, workspace, outcome.as_ref().ok());
+                s.after_session(workspace, outcome.as_ref().ok());
             }
         });
     }

@@ -22,7 +22,7 @@ pub(super) fn payload(store: &Store, seq: u64) -> String {
     format!(
         "{PAYLOAD_TAG} v{INDEX_VERSION} {} {} {seq}",
         store.workspace(),
-        store.device()
+        store.identity()
     )
 }
 

@@ -32,6 +32,15 @@ fn check_whole(bytes: &[u8]) -> Result<(), DocError> {
     }
 }
 
+/// What [`Store::apply_changes_skipping_conflicts`] did.
+#[derive(Debug)]
+pub struct Merged {
+    /// One event per record that changed.
+    pub events: Vec<ChangeEvent>,
+    /// Records left out, with the reason; the store holds them as before.
+    pub skipped: Vec<(RecordId, Error)>,
+}
+
 impl Store {
     /// A record's document and its count of appended chunks, for a write in `ctx` (a merge or
     /// a local edit) to a record whose stored heads are `heads`: from the cache when it holds
@@ -105,14 +114,37 @@ impl Store {
         schema: &Schema,
         batch: &[(RecordId, Vec<u8>)],
     ) -> Result<Vec<ChangeEvent>> {
+        Ok(self.merge(schema, batch, false)?.events)
+    }
+
+    /// Applies a batch as [`Store::apply_changes`] does, except that a record which cannot be
+    /// merged with the one stored here under its id — created separately under the same id,
+    /// or of another record type — is left out and listed, and the rest of the batch is
+    /// merged. Such a record is well formed on the replica that sent it; refusing the whole
+    /// batch would stop every later session between the two replicas at the same record.
+    /// Malformed or forged changes still refuse the whole batch.
+    pub fn apply_changes_skipping_conflicts(
+        &self,
+        schema: &Schema,
+        batch: &[(RecordId, Vec<u8>)],
+    ) -> Result<Merged> {
+        self.merge(schema, batch, true)
+    }
+
+    fn merge(&self, schema: &Schema, batch: &[(RecordId, Vec<u8>)], skip: bool) -> Result<Merged> {
         self.write(|ctx| {
             let mut events = Vec::new();
+            let mut skipped = Vec::new();
             for (id, bytes) in batch {
                 let id = *id;
                 let stored = ctx.heads_entry(id)?;
                 // Bytes that are change chunks are checked whole here, before Automerge sees
                 // them (it asserts, and can abort, on some forged changes).
                 let split = doc::split_changes(bytes).map_err(Error::doc(id))?;
+                if split.is_none() {
+                    // Automerge inflates compressed parts whole before checking anything.
+                    doc::check_chunks(bytes).map_err(Error::doc(id))?;
+                }
                 if stored.is_none()
                     && let Some(changes) = &split
                     && let Some((record, facts)) = doc::from_creation(id, changes, schema)
@@ -154,7 +186,14 @@ impl Store {
                         0,
                     ),
                 };
-                doc::check_single_origin(&doc).map_err(Error::doc(id))?;
+                if let Err(e) = doc::check_single_origin(&doc) {
+                    let e = Error::doc(id)(e);
+                    if !skip {
+                        return Err(e);
+                    }
+                    skipped.push((id, e));
+                    continue;
+                }
                 let missing = doc.get_missing_deps(&[]);
                 if !missing.is_empty() {
                     return Err(Error::doc(id)(DocError::MissingChanges(missing.len())));
@@ -191,11 +230,16 @@ impl Store {
                             Error::corrupt(format!("record {id}"), "document without row")
                         })?;
                         if row.record_type != record.record_type {
-                            return Err(Error::TypeMismatch {
+                            let e = Error::TypeMismatch {
                                 id,
                                 expected: row.record_type.to_string(),
                                 found: record.record_type.to_string(),
-                            });
+                            };
+                            if !skip {
+                                return Err(e);
+                            }
+                            skipped.push((id, e));
+                            continue;
                         }
                         Origin::Loaded { heads, pending }
                     }
@@ -212,7 +256,7 @@ impl Store {
                 // entry is never used.
                 self.docs.put(id, doc.get_heads(), Arc::new(doc));
             }
-            Ok(events)
+            Ok(Merged { events, skipped })
         })
     }
 

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use crate::model::{DeviceId, RecordId};
 
 /// Version of the protocol this build speaks. Peers must speak the same.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The first message of each side.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,8 +15,23 @@ pub struct Hello {
     pub protocol: u32,
     /// Workspace the sender belongs to.
     pub workspace: Uuid,
-    /// The sender's replica (device) id.
+    /// The sender's replica (device) id, as it says. Informational: nothing is keyed by it
+    /// when the transport authenticated the peer (see [`super::SyncOptions::authenticated_peer`]).
     pub replica: DeviceId,
+    /// A random value of the sender's for this session; with the peer's, it names the session
+    /// both record with their cursors.
+    pub nonce: [u8; 16],
+}
+
+/// The second message of each side: what it changed since its last completed session with the
+/// receiver, and which session that was.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changed {
+    /// The session the sender recorded its cursor for the receiver in (`None`: no cursor).
+    /// Cursors are used only when both sides name the same session.
+    pub session: Option<[u8; 16]>,
+    /// The records written since that session, or `None` without a cursor.
+    pub records: Option<Vec<RecordId>>,
 }
 
 /// A record's state: its id and Automerge heads (raw 32-byte hashes).
@@ -105,9 +120,9 @@ pub enum Message {
     Hello(Hello),
     /// A round of range-based set reconciliation (empty: nothing left to compare).
     Reconcile(Vec<Range>),
-    /// The records changed since the sender's last completed sync with the receiver, or
-    /// `None` if it has no such sync on record (then set reconciliation follows).
-    Changed(Option<Vec<RecordId>>),
+    /// The records changed since the sender's last completed sync with the receiver, and
+    /// that sync's session; set reconciliation follows unless both sides name one session.
+    Changed(Changed),
     /// Changes and requests.
     Batch(Batch),
     /// The sender applied everything the peer sent in the exchange. Only after receiving it

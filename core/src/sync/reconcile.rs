@@ -129,10 +129,29 @@ impl ItemSet {
         vec![Self::describe(&self.entries, 0, u128::MAX)]
     }
 
-    /// Answers one round of ranges, recording what differs in `diffs`.
-    pub fn answer(&self, incoming: &[Range], diffs: &mut Differences) -> Vec<Range> {
+    /// Answers one round of ranges, recording what differs in `diffs`. The incoming ranges
+    /// must be in ascending order without overlaps (as every answer is), so a round costs at
+    /// most one pass over the records however many ranges it holds; the answer is kept within
+    /// `max_bytes` (the frame limit) by splitting ranges instead of listing many items, and
+    /// refused if it would still exceed it.
+    pub fn answer(
+        &self,
+        incoming: &[Range],
+        diffs: &mut Differences,
+        max_bytes: usize,
+    ) -> Result<Vec<Range>, String> {
         let mut out = Vec::new();
+        let mut size = Size::default();
+        let mut floor = 0u128;
         for range in incoming {
+            if let Range::Fingerprint { lower, upper, .. } | Range::Items { lower, upper, .. } =
+                range
+            {
+                if lower > upper || *lower < floor {
+                    return Err("set reconciliation ranges out of order or overlapping".into());
+                }
+                floor = *upper;
+            }
             match range {
                 Range::Fingerprint {
                     lower,
@@ -144,20 +163,7 @@ impl ItemSet {
                     if Self::fingerprint(mine) == (*fingerprint, *count) {
                         continue;
                     }
-                    if mine.len() <= LEAF {
-                        out.push(Self::describe(mine, *lower, *upper));
-                        continue;
-                    }
-                    let step = mine.len().div_ceil(BRANCHES);
-                    let mut start = *lower;
-                    for (i, chunk) in mine.chunks(step).enumerate() {
-                        let end = match mine.get((i + 1) * step) {
-                            Some(next) => next.id,
-                            None => *upper,
-                        };
-                        out.push(Self::describe(chunk, start, end));
-                        start = end;
-                    }
+                    self.split(mine, (*lower, *upper), &mut out, &mut size);
                 }
                 Range::Items {
                     lower,
@@ -165,6 +171,13 @@ impl ItemSet {
                     items,
                 } => {
                     let mine = self.slice(*lower, *upper);
+                    // Listing every item of ours that differs could outgrow a frame (a new,
+                    // empty replica asks about the whole id space): past half the limit, the
+                    // range is split instead and the peer lists its side of each part.
+                    if mine.len() > LEAF && size.listed + mine.len() * ITEM_BYTES > max_bytes / 2 {
+                        self.split(mine, (*lower, *upper), &mut out, &mut size);
+                        continue;
+                    }
                     let mut theirs: BTreeMap<u128, Vec<ChangeHash>> = items
                         .iter()
                         .map(|i| {
@@ -179,6 +192,7 @@ impl ItemSet {
                             Some(heads) if heads == entry.heads => {}
                             other => {
                                 diffs.insert(RecordId::from_u128(entry.id), other);
+                                size.add_item(entry);
                                 differing.push(Self::item(entry));
                             }
                         }
@@ -188,6 +202,7 @@ impl ItemSet {
                         .map(|(id, heads)| {
                             let id = RecordId::from_u128(id);
                             diffs.insert(id, Some(heads));
+                            size.total += 17;
                             id
                         })
                         .collect();
@@ -209,8 +224,63 @@ impl ItemSet {
                     }
                 }
             }
+            if size.total > max_bytes {
+                return Err(format!(
+                    "a set reconciliation answer would exceed the frame limit of {max_bytes} bytes"
+                ));
+            }
         }
-        out
+        Ok(out)
+    }
+
+    /// Describes `mine`, the items of a range that differs, as [`BRANCHES`] sub-ranges (or as
+    /// a list, when few).
+    fn split(
+        &self,
+        mine: &[Entry],
+        (lower, upper): (u128, u128),
+        out: &mut Vec<Range>,
+        size: &mut Size,
+    ) {
+        if mine.len() <= LEAF {
+            mine.iter().for_each(|e| size.add_item(e));
+            out.push(Self::describe(mine, lower, upper));
+            return;
+        }
+        let step = mine.len().div_ceil(BRANCHES);
+        let mut start = lower;
+        for (i, chunk) in mine.chunks(step).enumerate() {
+            let end = match mine.get((i + 1) * step) {
+                Some(next) => next.id,
+                None => upper,
+            };
+            if chunk.len() <= LEAF {
+                chunk.iter().for_each(|e| size.add_item(e));
+            }
+            size.total += RANGE_BYTES;
+            out.push(Self::describe(chunk, start, end));
+            start = end;
+        }
+    }
+}
+
+/// Encoded bytes of a range's bounds and fingerprint, at most (postcard varints).
+const RANGE_BYTES: usize = 3 * 19 + 11;
+/// Encoded bytes of an item with one head, about.
+const ITEM_BYTES: usize = 16 + 1 + 1 + 32;
+
+/// What an answer being built will take on the wire, estimated from above.
+#[derive(Default)]
+struct Size {
+    total: usize,
+    listed: usize,
+}
+
+impl Size {
+    fn add_item(&mut self, entry: &Entry) {
+        let bytes = 18 + 32 * entry.heads.len();
+        self.total += bytes;
+        self.listed += bytes;
     }
 }
 
@@ -233,8 +303,8 @@ mod tests {
         let mut rounds = 0;
         while !msg.is_empty() {
             rounds += 1;
-            let reply = b.answer(&msg, &mut db);
-            msg = a.answer(&reply, &mut da);
+            let reply = b.answer(&msg, &mut db, 16 << 20).unwrap();
+            msg = a.answer(&reply, &mut da, 16 << 20).unwrap();
         }
         (da, db, rounds)
     }

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use automerge::{Automerge, ChangeHash};
 use uuid::Uuid;
 
+use super::PeerRef;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::model::{DeviceId, RecordId};
+use crate::store::PeerCursor;
 
 /// What the sync protocol needs of a replica: list heads, read changes, apply changes, and
 /// remember how far it got with each peer. [`Engine`] implements it; so can any store that
@@ -36,12 +38,26 @@ pub trait Replica {
     }
     /// A record's whole document as bytes, for a peer that lacks it.
     fn doc_bytes(&self, id: RecordId) -> Result<Option<Vec<u8>>>;
-    /// Applies changes for many records atomically; returns the log sequence numbers written.
-    fn apply(&self, batch: &[(RecordId, Vec<u8>)]) -> Result<Vec<u64>>;
-    /// The local sequence up to which everything reached `peer`.
-    fn peer_cursor(&self, peer: DeviceId) -> Result<Option<u64>>;
-    /// Remembers that everything up to `seq` reached `peer`.
-    fn set_peer_cursor(&self, peer: DeviceId, seq: u64) -> Result<()>;
+    /// Applies changes for many records atomically, leaving out (and listing) records that
+    /// cannot be merged with the one stored under their id (see
+    /// [`crate::Store::apply_changes_skipping_conflicts`]).
+    fn apply(&self, batch: &[(RecordId, Vec<u8>)]) -> Result<Applied>;
+    /// How far the last completed sync with `peer` got.
+    fn peer_cursor(&self, peer: &PeerRef) -> Result<Option<PeerCursor>>;
+    /// Remembers that everything up to `cursor.seq` reached `peer` in session `cursor.session`.
+    fn set_peer_cursor(&self, peer: &PeerRef, cursor: PeerCursor) -> Result<()>;
+    /// Forgets the cursor for `peer` (its claims could not be trusted): the next session
+    /// compares whole sets.
+    fn forget_peer_cursor(&self, peer: &PeerRef) -> Result<()>;
+}
+
+/// What [`Replica::apply`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The log sequence numbers written.
+    pub seqs: Vec<u64>,
+    /// Records left out because they cannot be merged with the stored record of their id.
+    pub skipped: Vec<RecordId>,
 }
 
 impl Replica for Engine {
@@ -81,16 +97,27 @@ impl Replica for Engine {
         self.store().doc_bytes(id)
     }
 
-    fn apply(&self, batch: &[(RecordId, Vec<u8>)]) -> Result<Vec<u64>> {
+    fn apply(&self, batch: &[(RecordId, Vec<u8>)]) -> Result<Applied> {
         // Through the engine, so subscribers (and everything fed by them) hear of the merge.
-        Ok(self.apply_changes(batch)?.iter().map(|e| e.seq).collect())
+        let merged = self.apply_changes_skipping_conflicts(batch)?;
+        for (id, reason) in &merged.skipped {
+            tracing::warn!(record = %id, %reason, "left a received record out");
+        }
+        Ok(Applied {
+            seqs: merged.events.iter().map(|e| e.seq).collect(),
+            skipped: merged.skipped.into_iter().map(|(id, _)| id).collect(),
+        })
     }
 
-    fn peer_cursor(&self, peer: DeviceId) -> Result<Option<u64>> {
-        self.store().peer_cursor(peer)
+    fn peer_cursor(&self, peer: &PeerRef) -> Result<Option<PeerCursor>> {
+        self.store().peer_cursor(&peer.cursor_name())
     }
 
-    fn set_peer_cursor(&self, peer: DeviceId, seq: u64) -> Result<()> {
-        self.store().set_peer_cursor(peer, seq)
+    fn set_peer_cursor(&self, peer: &PeerRef, cursor: PeerCursor) -> Result<()> {
+        self.store().set_peer_cursor(&peer.cursor_name(), cursor)
+    }
+
+    fn forget_peer_cursor(&self, peer: &PeerRef) -> Result<()> {
+        self.store().forget_peer_cursor(&peer.cursor_name())
     }
 }

@@ -7,10 +7,11 @@ use automerge::{Automerge, ChangeHash};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::frame::{FrameReader, FrameWriter};
-use super::message::{Batch, Hello, Message, Need, PROTOCOL_VERSION};
+use super::message::{Batch, Changed, Hello, Message, Need, PROTOCOL_VERSION};
 use super::reconcile::{Differences, ItemSet, from_raw};
-use super::{ReconcileMode, Replica, SyncError, SyncOptions, SyncReport};
+use super::{AbortCode, PeerRef, ReconcileMode, Replica, SyncError, SyncOptions, SyncReport};
 use crate::model::RecordId;
+use crate::store::PeerCursor;
 
 /// Recent change hashes sent with a request, so the answer can start close to what we have.
 const RECENT_HASHES: usize = 16;
@@ -38,6 +39,7 @@ struct Counters {
     records_received: usize,
     round_trips: u32,
     merged_seqs: BTreeSet<u64>,
+    skipped: Vec<RecordId>,
 }
 
 /// Runs one session over `reader` / `writer` (the two halves of one connection) and returns
@@ -56,7 +58,17 @@ where
     let started = Instant::now();
     let mut rx = FrameReader::new(reader, options.max_frame);
     let mut tx = FrameWriter::new(writer, options.max_frame);
-    match run(replica, &mut rx, &mut tx, options, started).await {
+    let mut peer = None;
+    let outcome = run(replica, &mut rx, &mut tx, options, started, &mut peer).await;
+    if let (Err(e), Some(peer)) = (&outcome, peer)
+        && distrusts_cursors(e)
+    {
+        // Changes that did not apply may have been chosen from a cursor that claims more than
+        // the receiver has: the next session compares whole sets instead of failing the same
+        // way for ever.
+        let _ = blocking(|| replica.forget_peer_cursor(&peer));
+    }
+    match outcome {
         Ok(report) => {
             // The peer may already have closed its side; our part is done either way.
             let _ = tx.finish().await;
@@ -105,6 +117,36 @@ where
     }
 }
 
+/// Whether a failed session casts doubt on the cursors: a batch did not apply here or there.
+fn distrusts_cursors(e: &SyncError) -> bool {
+    match e {
+        SyncError::Remote { code, .. } => *code == AbortCode::Apply,
+        SyncError::Store(e) => matches!(
+            **e,
+            crate::Error::Doc { .. } | crate::Error::TypeMismatch { .. }
+        ),
+        _ => false,
+    }
+}
+
+/// The id both sides give the session, from both sides' nonces.
+fn session_id(ours: &[u8; 16], theirs: &[u8; 16]) -> [u8; 16] {
+    use sha2::{Digest, Sha256};
+    let (low, high) = if ours <= theirs {
+        (ours, theirs)
+    } else {
+        (theirs, ours)
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(b"crmsync session\0");
+    hasher.update(low);
+    hasher.update(high);
+    let digest = hasher.finalize();
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&digest[..16]);
+    id
+}
+
 async fn recv<R: AsyncRead + Unpin>(
     rx: &mut FrameReader<R>,
     options: &SyncOptions,
@@ -139,7 +181,7 @@ where
 /// tasks to another thread meanwhile: a relay serving hundreds of connections on two workers
 /// otherwise stalls every one of them, QUIC timers included, behind each fsync. A
 /// single-threaded runtime has nowhere to hand them, so the work runs inline there.
-fn blocking<T>(work: impl FnOnce() -> T) -> T {
+pub(crate) fn blocking<T>(work: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
@@ -153,7 +195,7 @@ fn unexpected(phase: &str, got: &Message) -> SyncError {
     let kind = match got {
         Message::Hello(_) => "hello",
         Message::Reconcile(_) => "reconcile",
-        Message::Changed(_) => "changed",
+        Message::Changed { .. } => "changed",
         Message::Batch(_) => "batch",
         Message::Done => "done",
         Message::Abort { .. } => "abort",
@@ -167,6 +209,7 @@ async fn run<P, R, W>(
     tx: &mut FrameWriter<W>,
     options: &SyncOptions,
     started: Instant,
+    peer_out: &mut Option<PeerRef>,
 ) -> Result<SyncReport, SyncError>
 where
     P: Replica + ?Sized,
@@ -175,10 +218,12 @@ where
 {
     let me = replica.replica_id();
     let start_seq = replica.last_seq()?;
+    let nonce = *uuid::Uuid::new_v4().as_bytes();
     let hello = Message::Hello(Hello {
         protocol: PROTOCOL_VERSION,
         workspace: replica.workspace(),
         replica: me,
+        nonce,
     });
     let theirs = match swap(rx, tx, &hello, options).await? {
         Message::Hello(h) => h,
@@ -199,29 +244,43 @@ where
     if theirs.replica == me {
         return Err(SyncError::SameReplica);
     }
-    let peer = theirs.replica;
+    // Cursors are kept under what the transport authenticated, when it did.
+    let peer = PeerRef::of(options, theirs.replica);
+    *peer_out = Some(peer);
+    let session = session_id(&nonce, &theirs.nonce);
     let mut counters = Counters {
         records_sent: 0,
         records_received: 0,
         round_trips: 1,
         merged_seqs: BTreeSet::new(),
+        skipped: Vec::new(),
     };
 
     // With a cursor, offer what changed since; without, say so and fall back to ranges.
-    let my_changes = match replica.peer_cursor(peer)? {
-        Some(cursor) => Some(blocking(|| replica.changed_since(cursor))?),
+    let cursor = blocking(|| replica.peer_cursor(&peer))?;
+    let my_changes = match cursor {
+        Some(cursor) => Some(blocking(|| replica.changed_since(cursor.seq))?),
         None => None,
     };
     counters.round_trips += 1;
-    let offer = Message::Changed(
-        my_changes
+    let offer = Message::Changed(Changed {
+        session: cursor.map(|c| c.session),
+        records: my_changes
             .as_ref()
             .map(|list| list.iter().map(|(id, _)| *id).collect()),
-    );
-    let their_changes = match swap(rx, tx, &offer, options).await? {
-        Message::Changed(list) => list,
+    });
+    let their_offer = match swap(rx, tx, &offer, options).await? {
+        Message::Changed(changed) => changed,
         other => return Err(unexpected("changed", &other)),
     };
+    // A cursor says what the peer has; it is believed only when the peer recorded the same
+    // session. A replica restored from a backup (or that lost its last writes in a crash)
+    // holds an older session, so both sides compare whole sets instead of trusting claims
+    // the restored side no longer meets.
+    let same_session =
+        their_offer.session.is_some() && their_offer.session == cursor.map(|c| c.session);
+    let their_changes = their_offer.records.filter(|_| same_session);
+    let my_changes = my_changes.filter(|_| same_session);
     // Both sides must agree on whether an exchange follows: with cursors, whenever either
     // listed something; with ranges, the differences found are the same on both sides.
     let (mode, diffs, exchange_follows) = match (my_changes, their_changes) {
@@ -231,7 +290,8 @@ where
         }
         _ => {
             let set = ItemSet::new(blocking(|| replica.all_heads())?);
-            let found = reconcile(&set, me < peer, rx, tx, options, &mut counters).await?;
+            let initiator = me < theirs.replica;
+            let found = reconcile(&set, initiator, rx, tx, options, &mut counters).await?;
             let diffs: BTreeMap<RecordId, Theirs> = found
                 .into_iter()
                 .map(|(id, heads)| (id, heads.map_or(Theirs::Absent, Theirs::Heads)))
@@ -258,14 +318,19 @@ where
     // A side that sends nothing keeps no cursor: its local edits did not reach the peer, and
     // with no cursor the next session compares whole sets and finds them again.
     if options.send_changes {
-        blocking(|| replica.set_peer_cursor(peer, cursor))?;
+        let cursor = PeerCursor {
+            seq: cursor,
+            session,
+        };
+        blocking(|| replica.set_peer_cursor(&peer, cursor))?;
     }
     Ok(SyncReport {
-        peer,
+        peer: theirs.replica,
         mode,
         differing: diffs.len(),
         records_sent: counters.records_sent,
         records_received: counters.records_received,
+        skipped: counters.skipped,
         bytes_sent: tx.bytes,
         bytes_received: rx.bytes,
         round_trips: counters.round_trips,
@@ -308,6 +373,23 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut diffs = Differences::new();
+    let mut rounds = 0u32;
+    // A peer that keeps answering with ranges that never settle is cut off.
+    let mut next_round = || {
+        rounds += 1;
+        if rounds > options.max_reconcile_rounds {
+            return Err(SyncError::Protocol(format!(
+                "set reconciliation did not settle within {} rounds",
+                options.max_reconcile_rounds
+            )));
+        }
+        Ok(())
+    };
+    // Each answer is bounded by what a frame may carry, and refused before it is sent.
+    let answer = |ranges: &[super::message::Range], diffs: &mut Differences| {
+        set.answer(ranges, diffs, options.max_frame)
+            .map_err(SyncError::Protocol)
+    };
     if initiator {
         let mut outgoing = set.opening();
         loop {
@@ -316,12 +398,13 @@ where
             if done {
                 return Ok(diffs);
             }
+            next_round()?;
             counters.round_trips += 1;
             let reply = match recv(rx, options).await? {
                 Message::Reconcile(ranges) => ranges,
                 other => return Err(unexpected("reconcile", &other)),
             };
-            outgoing = set.answer(&reply, &mut diffs);
+            outgoing = answer(&reply, &mut diffs)?;
         }
     }
     loop {
@@ -332,8 +415,9 @@ where
         if request.is_empty() {
             return Ok(diffs);
         }
+        next_round()?;
         counters.round_trips += 1;
-        let reply = set.answer(&request, &mut diffs);
+        let reply = answer(&request, &mut diffs)?;
         tx.send(&Message::Reconcile(reply)).await?;
     }
 }
@@ -540,13 +624,13 @@ async fn receive_batches<P, R>(
     replica: &P,
     rx: &mut FrameReader<R>,
     options: &SyncOptions,
-) -> Result<(Vec<Need>, Vec<u64>), SyncError>
+) -> Result<(Vec<Need>, super::Applied), SyncError>
 where
     P: Replica + ?Sized,
     R: AsyncRead + Unpin,
 {
     let mut needs = Vec::new();
-    let mut seqs = Vec::new();
+    let mut applied = super::Applied::default();
     loop {
         let batch = match recv(rx, options).await? {
             Message::Batch(batch) => batch,
@@ -556,11 +640,13 @@ where
             if !options.accept_changes {
                 return Err(SyncError::ReadOnlyPeer);
             }
-            seqs.extend(blocking(|| replica.apply(&batch.changes))?);
+            let done = blocking(|| replica.apply(&batch.changes))?;
+            applied.seqs.extend(done.seqs);
+            applied.skipped.extend(done.skipped);
         }
         needs.extend(batch.needs);
         if batch.last {
-            return Ok((needs, seqs));
+            return Ok((needs, applied));
         }
     }
 }
@@ -581,10 +667,12 @@ where
     W: AsyncWrite + Unpin,
 {
     counters.round_trips += 1;
-    let (first, (their_needs, seqs)) = tokio::try_join!(
+    let (first, (their_needs, applied)) = tokio::try_join!(
         send_batches(tx, first_round(replica, diffs, options), options),
         receive_batches(replica, rx, options)
     )?;
+    let seqs = applied.seqs;
+    counters.skipped.extend(applied.skipped);
     let asked = first.asked > 0;
     let sent = first.records.len();
     let sent_first: HashSet<RecordId> = first.records.into_iter().collect();
@@ -604,10 +692,12 @@ where
             Ok(None) => None,
             Err(e) => Some(Err(e)),
         });
-    let (answered, (extra_needs, seqs)) = tokio::try_join!(
+    let (answered, (extra_needs, applied)) = tokio::try_join!(
         send_batches(tx, answers, options),
         receive_batches(replica, rx, options)
     )?;
+    let seqs = applied.seqs;
+    counters.skipped.extend(applied.skipped);
     if !extra_needs.is_empty() {
         return Err(SyncError::Protocol(
             "requests in the answering round".to_string(),
