@@ -381,7 +381,7 @@ impl From<NetError> for CrmError {
                 reason,
                 detail,
             },
-            NetError::Connection(_) => CrmError::Connection { detail },
+            NetError::Connection(_) | NetError::Deadline(_) => CrmError::Connection { detail },
             NetError::Closed => CrmError::NetworkClosed {
                 detail: format!("{detail}; enable it again"),
             },

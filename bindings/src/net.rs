@@ -347,6 +347,9 @@ pub struct SyncReport {
     pub records_sent: u64,
     /// Records whose received changes changed something here.
     pub records_received: u64,
+    /// Ids of records the peer sent that could not be merged with the record stored here
+    /// under the same id (created separately under it, or of another type): left out.
+    pub skipped: Vec<String>,
     /// Bytes written, framing included.
     pub bytes_sent: u64,
     /// Bytes read, framing included.
@@ -368,6 +371,7 @@ impl From<crmsync::sync::SyncReport> for SyncReport {
             differing: r.differing as u64,
             records_sent: r.records_sent as u64,
             records_received: r.records_received as u64,
+            skipped: r.skipped.iter().map(ToString::to_string).collect(),
             bytes_sent: r.bytes_sent,
             bytes_received: r.bytes_received,
             round_trips: r.round_trips,

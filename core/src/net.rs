@@ -49,7 +49,7 @@ pub use observer::{ConnectedPeer, Direction, SessionEvent};
 use crate::sync::{SyncError, SyncOptions};
 
 /// The ALPN of crmsync sessions; the version changes when the session format does.
-pub const ALPN: &[u8] = b"crmsync/sync/1";
+pub const ALPN: &[u8] = b"crmsync/sync/2";
 
 /// How the network runs. The default binds all interfaces on a random port with no relay;
 /// [`NetOptions::loopback`] binds 127.0.0.1 only (tests, examples, benchmarks).

@@ -430,6 +430,12 @@ impl Store {
         }
     }
 
+    /// How many records the replica holds (tombstones included), without reading them.
+    pub fn record_count(&self) -> Result<u64> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(HEADS)?.len()?)
+    }
+
     /// Every record id with its heads, in id order (what sync reconciles).
     pub fn all_heads(&self) -> Result<Vec<(RecordId, Vec<ChangeHash>)>> {
         let txn = self.db.begin_read()?;

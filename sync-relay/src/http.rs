@@ -122,6 +122,13 @@ impl Operations {
 
 /// Binds the endpoint's address (before the network starts, so a taken port fails the start
 /// cleanly).
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one connection to the operations endpoint may stay open.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// The most bytes of a request buffered (its headers, for these GET-only routes).
+const MAX_REQUEST_BUFFER: usize = 16 << 10;
+
 pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, RelayError> {
     TcpListener::bind(addr)
         .await
@@ -159,11 +166,19 @@ pub(crate) fn serve(
                     };
                     async move { Ok::<_, Infallible>(response) }
                 });
-                if let Err(e) = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(error = %e, "operations endpoint: connection failed");
+                // A client that trickles its headers, or keeps a connection open for ever,
+                // is cut off: the endpoint answers scrapes and status checks, nothing long.
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .max_buf_size(MAX_REQUEST_BUFFER)
+                    .serve_connection(TokioIo::new(stream), service);
+                match tokio::time::timeout(CONNECTION_LIFETIME, connection).await {
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "operations endpoint: connection failed");
+                    }
+                    Err(_) => tracing::debug!("operations endpoint: connection held too long"),
+                    Ok(Ok(())) => {}
                 }
             });
         }

@@ -272,6 +272,36 @@ fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// A client that sends half a request and waits is cut off after the header timeout (10 s),
+/// and the endpoint keeps answering others meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operations_endpoint_cuts_off_a_client_that_never_finishes_its_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let a = admin();
+    let (_relay, running) = relay_for(&a, dir.path()).await;
+    let ops = running.metrics_addr().expect("served by default");
+    let mut slow = tokio::net::TcpStream::connect(ops).await.unwrap();
+    slow.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        crmsync_relay::fetch(ops, "/healthz").await.unwrap(),
+        (200, "ok\n".to_string())
+    );
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), slow.read_to_end(&mut rest)).await;
+    assert!(
+        read.is_ok(),
+        "the half-sent request is still held after 30 s"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "cut off too early"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_metrics_and_status_are_served_on_their_own_address() {
     let dir = tempfile::tempdir().unwrap();

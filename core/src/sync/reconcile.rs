@@ -144,6 +144,9 @@ impl ItemSet {
         let mut size = Size::default();
         let mut floor = 0u128;
         for range in incoming {
+            if size.total > max_bytes {
+                return Err(too_large(max_bytes));
+            }
             if let Range::Fingerprint { lower, upper, .. } | Range::Items { lower, upper, .. } =
                 range
             {
@@ -172,10 +175,23 @@ impl ItemSet {
                 } => {
                     let mine = self.slice(*lower, *upper);
                     // Listing every item of ours that differs could outgrow a frame (a new,
-                    // empty replica asks about the whole id space): past half the limit, the
-                    // range is split instead and the peer lists its side of each part.
+                    // empty replica asks about the whole id space). Past half the limit a
+                    // large range is split instead, and the peer lists its side of each part;
+                    // a small one is answered with its fingerprint, which brings the peer's
+                    // list back next round, when this side lists it.
                     if mine.len() > LEAF && size.listed + mine.len() * ITEM_BYTES > max_bytes / 2 {
-                        self.split(mine, (*lower, *upper), &mut out, &mut size);
+                        if mine.len() > LEAF * BRANCHES {
+                            self.split(mine, (*lower, *upper), &mut out, &mut size);
+                        } else {
+                            let (fingerprint, count) = Self::fingerprint(mine);
+                            size.total += RANGE_BYTES;
+                            out.push(Range::Fingerprint {
+                                lower: *lower,
+                                upper: *upper,
+                                fingerprint,
+                                count,
+                            });
+                        }
                         continue;
                     }
                     let mut theirs: BTreeMap<u128, Vec<ChangeHash>> = items
@@ -224,11 +240,9 @@ impl ItemSet {
                     }
                 }
             }
-            if size.total > max_bytes {
-                return Err(format!(
-                    "a set reconciliation answer would exceed the frame limit of {max_bytes} bytes"
-                ));
-            }
+        }
+        if size.total > max_bytes {
+            return Err(too_large(max_bytes));
         }
         Ok(out)
     }
@@ -262,6 +276,10 @@ impl ItemSet {
             start = end;
         }
     }
+}
+
+fn too_large(max_bytes: usize) -> String {
+    format!("a set reconciliation answer would exceed the frame limit of {max_bytes} bytes")
 }
 
 /// Encoded bytes of a range's bounds and fingerprint, at most (postcard varints).
@@ -327,6 +345,55 @@ mod tests {
         assert_eq!(da[&RecordId::from_u128(20 * 7919)], None);
         assert_eq!(db[&RecordId::from_u128(1)], None);
         assert!(rounds <= 5, "{rounds} rounds");
+    }
+
+    #[test]
+    fn ranges_out_of_order_or_overlapping_are_refused() {
+        let s = set(&(0..100).map(|i| (i, 1)).collect::<Vec<_>>());
+        let whole = |lower, upper| Range::Fingerprint {
+            lower,
+            upper,
+            fingerprint: 1,
+            count: 1,
+        };
+        let mut diffs = Differences::new();
+        // Many copies of the whole id space would each cost a pass over every record.
+        let hostile = vec![whole(0, u128::MAX); 3];
+        assert!(s.answer(&hostile, &mut diffs, 16 << 20).is_err());
+        let backwards = vec![whole(50, 60), whole(10, 20)];
+        assert!(s.answer(&backwards, &mut diffs, 16 << 20).is_err());
+        let inverted = vec![whole(60, 50)];
+        assert!(s.answer(&inverted, &mut diffs, 16 << 20).is_err());
+        let ordered = vec![whole(0, 50), whole(50, u128::MAX)];
+        assert!(s.answer(&ordered, &mut diffs, 16 << 20).is_ok());
+    }
+
+    #[test]
+    fn answers_stay_within_the_frame_by_splitting_and_still_settle() {
+        // 20,000 items against an empty replica: listed at once they take ~1 MB.
+        let big = set(&(0..20_000).map(|i| (i * 3, 1)).collect::<Vec<_>>());
+        let empty = ItemSet::default();
+        let limit = 256 << 10;
+        let (mut d_big, mut d_empty) = (Differences::new(), Differences::new());
+        let mut msg = big.opening();
+        let mut rounds = 0;
+        while !msg.is_empty() {
+            rounds += 1;
+            let reply = empty.answer(&msg, &mut d_empty, limit).unwrap();
+            let size = postcard::to_allocvec(&reply).unwrap().len();
+            assert!(size <= limit, "reply of {size} bytes");
+            msg = big.answer(&reply, &mut d_big, limit).unwrap();
+            let size = postcard::to_allocvec(&msg).unwrap().len();
+            assert!(size <= limit, "answer of {size} bytes in round {rounds}");
+        }
+        assert_eq!(d_empty.len(), 20_000, "every record found missing");
+        assert!(rounds <= 12, "{rounds} rounds");
+        // With a frame too small for even one round's ranges, the answer is refused.
+        let mut diffs = Differences::new();
+        assert!(
+            big.answer(&ItemSet::default().opening(), &mut diffs, 64)
+                .is_err()
+        );
     }
 
     #[test]
