@@ -432,10 +432,17 @@ async fn changes_from_a_read_only_peer_are_refused_and_nothing_is_applied() {
         accept_changes: false,
         ..SyncOptions::default()
     };
-    // b ignores that it is read-only here (a hostile or outdated app) and sends its changes.
+    // b ignores that it is read-only here (a hostile or outdated app) and sends its changes:
+    // it reads a's hello as if a took changes.
     let (x, y) = duplex(64 * 1024);
     let (xr, xw) = split(x);
     let (yr, yw) = split(y);
+    let yr = ClaimsToAccept {
+        inner: yr,
+        read: 0,
+        target: None,
+        prefix: [0; 4],
+    };
     let lenient = SyncOptions::default();
     let (ra, rb) = tokio::join!(sync(&a, xr, xw, &strict), sync(&b, yr, yw, &lenient));
     assert!(matches!(ra, Err(SyncError::ReadOnlyPeer)), "{ra:?}");
@@ -443,4 +450,41 @@ async fn changes_from_a_read_only_peer_are_refused_and_nothing_is_applied() {
     // stream closed under it: what matters is that a refused and applied nothing.
     drop(rb);
     assert!(rows(&a).is_empty());
+}
+
+/// Reads a peer's stream with the last byte of its first frame (the hello's "accepts changes")
+/// set: what a client that ignores a refusal of its changes believes.
+struct ClaimsToAccept<R> {
+    inner: R,
+    read: usize,
+    target: Option<usize>,
+    prefix: [u8; 4],
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for ClaimsToAccept<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            let start = self.read;
+            let filled = buf.filled_mut();
+            for (i, byte) in filled[before..].iter_mut().enumerate() {
+                let at = start + i;
+                if at < 4 {
+                    self.prefix[at] = *byte;
+                    if at == 3 {
+                        self.target = Some(4 + u32::from_be_bytes(self.prefix) as usize - 1);
+                    }
+                } else if Some(at) == self.target {
+                    *byte = 1;
+                }
+            }
+            self.read += filled.len() - before;
+        }
+        polled
+    }
 }

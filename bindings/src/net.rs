@@ -350,6 +350,9 @@ pub struct SyncReport {
     /// Ids of records the peer sent that could not be merged with the record stored here
     /// under the same id (created separately under it, or of another type): left out.
     pub skipped: Vec<String>,
+    /// The peer took no changes in this session (a relay whose workspace is over its storage
+    /// quota): this device's changes stay local and go in a later session.
+    pub changes_held_back: bool,
     /// Bytes written, framing included.
     pub bytes_sent: u64,
     /// Bytes read, framing included.
@@ -372,6 +375,7 @@ impl From<crmsync::sync::SyncReport> for SyncReport {
             records_sent: r.records_sent as u64,
             records_received: r.records_received as u64,
             skipped: r.skipped.iter().map(ToString::to_string).collect(),
+            changes_held_back: r.changes_held_back,
             bytes_sent: r.bytes_sent,
             bytes_received: r.bytes_received,
             round_trips: r.round_trips,

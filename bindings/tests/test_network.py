@@ -223,6 +223,7 @@ def test_two_devices_sync_and_converge_and_the_status_listener_fires(cleanup):
     report = run(na.sync_with(nb.addr()))
     assert (report.records_sent, report.records_received) == (2, 1)
     assert report.skipped == []
+    assert not report.changes_held_back
     assert report.peer == member.device_id()
     assert report.mode == ReconcileMode.RANGES
     assert report.bytes_sent > 0 and report.round_trips > 0

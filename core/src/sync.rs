@@ -134,6 +134,9 @@ pub struct SyncReport {
     /// same id (created separately under that id, or of another type). They were left out
     /// and the session went on; see [`crate::Store::apply_changes_skipping_conflicts`].
     pub skipped: Vec<crate::model::RecordId>,
+    /// The peer took no changes in this session (a relay whose workspace is over its storage
+    /// quota): this side's changes stay local and go in a later session.
+    pub changes_held_back: bool,
     /// Bytes written, framing included.
     pub bytes_sent: u64,
     /// Bytes read, framing included.

@@ -25,6 +25,9 @@ pub struct Config {
     pub max_frame_bytes: usize,
     /// Bytes each device may move per minute (both directions); 0: no limit.
     pub device_bytes_per_minute: u64,
+    /// Size a workspace's database may reach; past it the relay takes no more changes for
+    /// that workspace (devices keep theirs and still receive). 0: no limit.
+    pub max_workspace_bytes: u64,
     /// Also run an iroh relay server (NAT traversal for devices that cannot reach each other
     /// directly) on this TCP address, plain HTTP. `None` (default): not run.
     pub iroh_relay_addr: Option<SocketAddr>,
@@ -39,6 +42,7 @@ impl Default for Config {
             max_sessions: 512,
             max_frame_bytes: 16 << 20,
             device_bytes_per_minute: 1 << 30,
+            max_workspace_bytes: 0,
             iroh_relay_addr: None,
         }
     }
@@ -70,6 +74,11 @@ max_frame_bytes = 16777216
 # limit. A device over it is refused with the time to wait, and a session exceeding it is cut
 # (what it applied is kept; the next session resumes).
 device_bytes_per_minute = 1073741824
+
+# Size a workspace's database file may reach, in bytes; 0 (default) sets no limit. Past it the
+# relay takes no more changes for that workspace: devices keep theirs (their sessions say the
+# changes were held back) and still receive, so one tenant cannot fill the disk all share.
+max_workspace_bytes = 0
 
 # Run an iroh relay server on this TCP address (plain HTTP), so devices behind NATs can reach
 # each other without anyone's public relays: point devices at http://<this address>. Put a

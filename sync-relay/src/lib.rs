@@ -159,7 +159,10 @@ impl Relay {
         storage: Box<dyn WorkspaceStorage>,
     ) -> Result<Self, RelayError> {
         let key = node_key(&config.data_dir)?;
-        let workspaces = Arc::new(Workspaces::open(storage, &key)?);
+        let mut workspaces = Workspaces::open(storage, &key)?;
+        workspaces
+            .set_quota((config.max_workspace_bytes > 0).then_some(config.max_workspace_bytes));
+        let workspaces = Arc::new(workspaces);
         Ok(Self {
             config,
             key,

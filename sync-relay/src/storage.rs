@@ -21,6 +21,12 @@ pub trait WorkspaceStorage: Send + Sync + 'static {
 
     /// Where a workspace lives, for messages (a path, a URL).
     fn location(&self, workspace: Uuid) -> String;
+
+    /// The bytes a workspace takes in storage, if known (for `max_workspace_bytes`).
+    fn bytes(&self, workspace: Uuid) -> Option<u64> {
+        let _ = workspace;
+        None
+    }
 }
 
 /// One redb file per workspace, `<dir>/<id>.redb`: one tenant's corruption or deletion
@@ -87,5 +93,12 @@ impl WorkspaceStorage for LocalFiles {
 
     fn location(&self, workspace: Uuid) -> String {
         self.path(workspace).display().to_string()
+    }
+
+    fn bytes(&self, workspace: Uuid) -> Option<u64> {
+        // The database file; its journal beside it has a fixed size.
+        std::fs::metadata(self.path(workspace))
+            .ok()
+            .map(|m| m.len())
     }
 }

@@ -28,6 +28,8 @@ pub struct Workspaces {
     storage: Box<dyn WorkspaceStorage>,
     open: RwLock<BTreeMap<Uuid, Engine>>,
     metrics: Metrics,
+    /// `max_workspace_bytes`, if set.
+    quota: Option<u64>,
 }
 
 impl Workspaces {
@@ -55,7 +57,13 @@ impl Workspaces {
             storage,
             open: RwLock::new(open),
             metrics: Metrics::new(),
+            quota: None,
         })
+    }
+
+    /// Takes no more changes for a workspace whose storage reached `bytes` (`None`: no limit).
+    pub fn set_quota(&mut self, bytes: Option<u64>) {
+        self.quota = bytes;
     }
 
     /// Registers (or re-registers with a new credential) a workspace.
@@ -135,6 +143,13 @@ impl Workspaces {
 impl WorkspaceHost for Workspaces {
     fn replica(&self, workspace: Uuid) -> Option<Engine> {
         self.get(workspace)
+    }
+
+    fn accepts_changes(&self, workspace: Uuid) -> bool {
+        match (self.quota, self.storage.bytes(workspace)) {
+            (Some(quota), Some(used)) => used < quota,
+            _ => true,
+        }
     }
 
     fn session_ended(&self, event: &SessionEvent<'_>) {

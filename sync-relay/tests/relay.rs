@@ -272,6 +272,42 @@ fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .find_map(|l| l.rsplit(' ').next()?.parse().ok())
 }
 
+/// A workspace over `max_workspace_bytes` takes no more changes: a device's session still
+/// receives, keeps its own changes (the report says they were held back) and delivers them
+/// nowhere; nothing fails, and other workspaces are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_over_its_storage_quota_takes_no_changes_but_still_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = admin();
+    let config = Config {
+        max_workspace_bytes: 1,
+        ..loopback_config(dir.path())
+    };
+    let (relay, running) = relay_with(&a, config).await;
+    let served = relay.workspaces().get(a.workspace_id()).unwrap();
+    let on_relay = company(&served, "Already on the relay");
+    let mine = company(&a, "Written on the device");
+    let na = a.enable_network(NetOptions::loopback()).await.unwrap();
+    for _ in 0..2 {
+        let report = na
+            .sync_with(running.addr())
+            .await
+            .expect("the session works");
+        assert!(report.changes_held_back, "{report:?}");
+        assert_eq!(report.records_sent, 0);
+    }
+    assert!(
+        a.get(on_relay).unwrap().is_some(),
+        "the device still receives"
+    );
+    assert!(
+        served.get(mine).unwrap().is_none(),
+        "the relay took nothing"
+    );
+    assert_eq!(served.store().record_count().unwrap(), 1);
+    na.shutdown().await;
+}
+
 /// A client that sends half a request and waits is cut off after the header timeout (10 s),
 /// and the endpoint keeps answering others meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -531,3 +531,56 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn revocation(admin: &SecretKey, workspace: Uuid) -> Revocation {
+        let body = RevocationBody {
+            workspace,
+            device: SecretKey::generate().public(),
+            revoked_at: 0,
+        };
+        let signature = admin.sign(&signed_bytes(REVOCATION_CONTEXT, &body).unwrap());
+        Revocation { body, signature }
+    }
+
+    /// A member passes on only revocations it verified: anything else it sends is junk, and
+    /// the first junk revocation ends the check, so junk costs its sender, not the receiver.
+    #[test]
+    fn only_revocations_the_workspace_admin_signed_are_taken() {
+        let (admin, stranger) = (SecretKey::generate(), SecretKey::generate());
+        let workspace = Uuid::new_v4();
+        let credential = Credential::issue(
+            &admin,
+            CredentialBody {
+                workspace,
+                admin: admin.public(),
+                device: SecretKey::generate().public(),
+                role: Role::Member,
+                expires_at: None,
+            },
+        )
+        .unwrap();
+        let membership = Membership {
+            credential: Some(credential),
+            revocations: Vec::new(),
+        };
+        let good = revocation(&admin, workspace);
+        assert_eq!(
+            membership.verified_revocations(workspace, std::slice::from_ref(&good)),
+            Ok(vec![good.clone()])
+        );
+        let forged = revocation(&stranger, workspace);
+        let elsewhere = revocation(&admin, Uuid::new_v4());
+        let mut altered = good.clone();
+        altered.body.revoked_at = 1;
+        for junk in [forged, elsewhere, altered] {
+            assert_eq!(
+                membership.verified_revocations(workspace, &[good.clone(), junk]),
+                Err(())
+            );
+        }
+    }
+}

@@ -77,6 +77,14 @@ pub trait WorkspaceHost: Send + Sync + 'static {
     /// The replica of `workspace`, if it is served here.
     fn replica(&self, workspace: uuid::Uuid) -> Option<Engine>;
 
+    /// Whether `workspace` takes changes now (default: yes). A host over a storage quota says
+    /// no: its sessions still send, and devices keep their changes for later. Asked once per
+    /// session, on the network's tasks: keep it quick.
+    fn accepts_changes(&self, workspace: uuid::Uuid) -> bool {
+        let _ = workspace;
+        true
+    }
+
     /// Called after every session, refused ones included (for logs and metrics). Runs on the
     /// network's tasks: keep it quick.
     fn session_ended(&self, event: &SessionEvent<'_>) {

@@ -119,8 +119,15 @@ impl Shared {
                 drop(handshake_place);
                 self.joined(remote, engine.workspace_id());
                 self.cut_off(&agreed.learned);
-                let session =
-                    run_session(&engine, remote, agreed, &self.options.sync, (send, recv));
+                let mut options = self.options.sync.clone();
+                if let Home::Host(host) = &self.home
+                    && !host.accepts_changes(engine.workspace_id())
+                {
+                    tracing::warn!(peer = %remote, workspace = %engine.workspace_id(),
+                        "workspace over its storage quota: taking no changes");
+                    options.accept_changes = false;
+                }
+                let session = run_session(&engine, remote, agreed, &options, (send, recv));
                 self.within_deadline(session).await
             }
             Err(e) => Err(e),
@@ -198,7 +205,7 @@ async fn run_session(
     recv.enforce_budget();
     let mut options = options.clone();
     options.send_changes = agreed.ours.can_write();
-    options.accept_changes = agreed.theirs.can_write();
+    options.accept_changes &= agreed.theirs.can_write();
     // The replica id in the peer's hello is its word; its node id was proven by the
     // connection (and its credential names it): cursors are kept under that.
     options.authenticated_peer = Some(*peer.as_bytes());

@@ -21,6 +21,10 @@ pub struct Hello {
     /// A random value of the sender's for this session; with the peer's, it names the session
     /// both record with their cursors.
     pub nonce: [u8; 16],
+    /// Whether the sender takes changes in this session. A relay whose workspace is over its
+    /// storage quota says no: the receiver then sends none (they stay, and go next time)
+    /// while it still receives.
+    pub accepts_changes: bool,
 }
 
 /// The second message of each side: what it changed since its last completed session with the

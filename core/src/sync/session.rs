@@ -224,6 +224,7 @@ where
         workspace: replica.workspace(),
         replica: me,
         nonce,
+        accepts_changes: options.accept_changes,
     });
     let theirs = match swap(rx, tx, &hello, options).await? {
         Message::Hello(h) => h,
@@ -244,6 +245,12 @@ where
     if theirs.replica == me {
         return Err(SyncError::SameReplica);
     }
+    // A peer that takes no changes now is sent none; they go in a later session (with no
+    // cursor kept, that session finds them).
+    let held_back = options.send_changes && !theirs.accepts_changes;
+    let mut options = options.clone();
+    options.send_changes &= theirs.accepts_changes;
+    let options = &options;
     // Cursors are kept under what the transport authenticated, when it did.
     let peer = PeerRef::of(options, theirs.replica);
     *peer_out = Some(peer);
@@ -331,6 +338,7 @@ where
         records_sent: counters.records_sent,
         records_received: counters.records_received,
         skipped: counters.skipped,
+        changes_held_back: held_back,
         bytes_sent: tx.bytes,
         bytes_received: rx.bytes,
         round_trips: counters.round_trips,
