@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{duplex, split};
 use uuid::Uuid;
 
+use crate::net::read_frame;
 use crate::sync::{replica, session};
 
 fn company(e: &Engine, name: &str) -> RecordId {
@@ -129,14 +130,6 @@ fn frame(body: &[u8]) -> Vec<u8> {
     [&(body.len() as u32).to_be_bytes()[..], body].concat()
 }
 
-async fn read_frame(recv: &mut iroh::endpoint::RecvStream) -> Vec<u8> {
-    let mut prefix = [0u8; 4];
-    recv.read_exact(&mut prefix).await.unwrap();
-    let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];
-    recv.read_exact(&mut body).await.unwrap();
-    body
-}
-
 /// A modified client of a read-only member: it passes the membership handshake with its own
 /// credential and node key, then runs the sync protocol announcing `announced` as its replica.
 async fn spoofing_session(
@@ -150,17 +143,7 @@ async fn spoofing_session(
         .invite_device(secret.public(), Role::ReadOnly, None)
         .unwrap()
         .to_string();
-    let endpoint = Endpoint::builder(presets::Minimal)
-        .secret_key(secret)
-        .relay_mode(RelayMode::Disabled)
-        .clear_address_lookup()
-        .portmapper_config(PortmapperConfig::Disabled)
-        .clear_ip_transports()
-        .bind_addr("127.0.0.1:0")
-        .unwrap()
-        .bind()
-        .await
-        .unwrap();
+    let endpoint = bare_endpoint(secret).await;
     let conn = endpoint.connect(target, crmsync::net::ALPN).await.unwrap();
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     let encoded = credential.strip_prefix("CRMSYNC1").unwrap();
@@ -239,9 +222,11 @@ async fn a_member_announcing_another_devices_id_cannot_move_its_cursor() {
 // ---------------------------------------------------------------------------------------------
 // 2. Session slots are taken only after authentication.
 
-async fn bare_endpoint() -> Endpoint {
+/// A bare iroh endpoint on loopback (relays, lookup and port mapper off): what a hostile or
+/// foreign client dials with.
+pub(crate) async fn bare_endpoint(secret: SecretKey) -> Endpoint {
     Endpoint::builder(presets::Minimal)
-        .secret_key(SecretKey::generate())
+        .secret_key(secret)
         .relay_mode(RelayMode::Disabled)
         .clear_address_lookup()
         .portmapper_config(PortmapperConfig::Disabled)
@@ -258,7 +243,7 @@ async fn hold_streams(
     target: EndpointAddr,
     streams: usize,
 ) -> (Endpoint, Vec<iroh::endpoint::SendStream>) {
-    let endpoint = bare_endpoint().await;
+    let endpoint = bare_endpoint(SecretKey::generate()).await;
     let conn = endpoint.connect(target, crmsync::net::ALPN).await.unwrap();
     let mut held = Vec::new();
     for _ in 0..streams {

@@ -8,8 +8,7 @@ use std::time::Duration;
 use chrono::Utc;
 use crmsync::net::{NetError, NetOptions, Network, Refusal, Role};
 use crmsync::{Engine, EngineOptions, NewRecord, Patch, RecordId, RecordType, Value};
-use iroh::endpoint::{PortmapperConfig, presets};
-use iroh::{Endpoint, EndpointAddr, RelayMode, SecretKey};
+use iroh::{EndpointAddr, SecretKey};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -190,17 +189,7 @@ async fn a_new_device_shows_its_node_id_first_and_joins_the_workspace_of_its_inv
 /// A hostile or foreign client: a bare iroh endpoint that speaks the handshake with whatever
 /// bytes it is given, and returns the verdict frame's body.
 async fn raw_handshake(secret: SecretKey, target: EndpointAddr, presentation: &[u8]) -> Vec<u8> {
-    let endpoint = Endpoint::builder(presets::Minimal)
-        .secret_key(secret)
-        .relay_mode(RelayMode::Disabled)
-        .clear_address_lookup()
-        .portmapper_config(PortmapperConfig::Disabled)
-        .clear_ip_transports()
-        .bind_addr("127.0.0.1:0")
-        .unwrap()
-        .bind()
-        .await
-        .unwrap();
+    let endpoint = crate::hostile::bare_endpoint(secret).await;
     let conn = endpoint.connect(target, crmsync::net::ALPN).await.unwrap();
     let (mut send, mut recv) = conn.open_bi().await.unwrap();
     let len = u32::try_from(presentation.len()).unwrap();
@@ -212,7 +201,7 @@ async fn raw_handshake(secret: SecretKey, target: EndpointAddr, presentation: &[
     verdict
 }
 
-async fn read_frame(recv: &mut iroh::endpoint::RecvStream) -> Vec<u8> {
+pub(crate) async fn read_frame(recv: &mut iroh::endpoint::RecvStream) -> Vec<u8> {
     let mut prefix = [0u8; 4];
     recv.read_exact(&mut prefix).await.unwrap();
     let mut body = vec![0u8; u32::from_be_bytes(prefix) as usize];

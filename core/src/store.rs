@@ -308,10 +308,7 @@ impl Store {
             _ => {}
         }
         let actor = DeviceId::random();
-        let txn = self.db.begin_write()?;
-        txn.open_table(META)?
-            .insert(META_ACTOR, actor.0.as_slice())?;
-        txn.commit()?;
+        self.put_meta(META_ACTOR, Some(actor.0.as_slice()), true)?;
         Ok(actor)
     }
 
@@ -607,19 +604,26 @@ impl Store {
     }
 
     fn write_peer_cursor(&self, peer: &str, value: Option<&[u8]>) -> Result<()> {
-        let key = format!("{META_PEER_PREFIX}{peer}");
+        // Not flushed: see `set_peer_cursor`.
+        self.put_meta(&format!("{META_PEER_PREFIX}{peer}"), value, false)
+    }
+
+    /// Writes (or with `None` removes) a meta value in a transaction of its own, flushed to
+    /// disk when `durable`. Where redb cannot skip the flush (a database shared between
+    /// processes), the commit simply stays durable.
+    fn put_meta(&self, key: &str, value: Option<&[u8]>, durable: bool) -> Result<()> {
         let mut txn = self.db.begin_write()?;
-        // Where redb cannot skip the flush (a database shared between processes), the commit
-        // simply stays durable.
-        let _ = txn.set_durability(redb::Durability::None);
+        if !durable {
+            let _ = txn.set_durability(redb::Durability::None);
+        }
         {
             let mut meta = txn.open_table(META)?;
             match value {
                 Some(value) => {
-                    meta.insert(key.as_str(), value)?;
+                    meta.insert(key, value)?;
                 }
                 None => {
-                    meta.remove(key.as_str())?;
+                    meta.remove(key)?;
                 }
             }
         }
@@ -638,20 +642,6 @@ impl Store {
 
     /// Stores (durably) or, with `None`, removes a value set by the layers above.
     pub fn set_setting(&self, key: &str, value: Option<&[u8]>) -> Result<()> {
-        let key = format!("{META_SETTING_PREFIX}{key}");
-        let txn = self.db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            match value {
-                Some(value) => {
-                    meta.insert(key.as_str(), value)?;
-                }
-                None => {
-                    meta.remove(key.as_str())?;
-                }
-            }
-        }
-        txn.commit()?;
-        Ok(())
+        self.put_meta(&format!("{META_SETTING_PREFIX}{key}"), value, true)
     }
 }

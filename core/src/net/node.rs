@@ -2,15 +2,14 @@
 //! and runs one membership handshake plus one sync session per bi-directional stream.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use iroh::endpoint::{Connection, PortmapperConfig, presets};
-use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMap, RelayMode, TransportAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use iroh::endpoint::{QuicTransportConfig, VarInt};
+use iroh::{Endpoint, EndpointAddr, EndpointId, RelayMap, RelayMode, TransportAddr};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::background::Background;
@@ -500,6 +499,17 @@ impl Shared {
         tokio::spawn(serve(Arc::downgrade(self), conn));
     }
 
+    /// Counts off a connection `adopt` counted, once it is closed and served no more.
+    fn released(&self, peer: &EndpointId) {
+        let mut counts = lock(&self.connection_counts);
+        if let Some(count) = counts.get_mut(peer) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(peer);
+            }
+        }
+    }
+
     /// Open connections, all peers together.
     fn connection_total(&self) -> usize {
         lock(&self.connection_counts).values().sum()
@@ -508,15 +518,6 @@ impl Shared {
     /// Drops a closed connection (unless the peer has a newer one) and what hangs on it.
     fn forget(&self, conn: &Connection) {
         let id = conn.remote_id();
-        {
-            let mut counts = lock(&self.connection_counts);
-            if let Some(count) = counts.get_mut(&id) {
-                *count = count.saturating_sub(1);
-                if *count == 0 {
-                    counts.remove(&id);
-                }
-            }
-        }
         let mut connections = lock(&self.connections);
         if connections
             .get(&id)
@@ -676,5 +677,6 @@ async fn serve(shared: Weak<Shared>, conn: Connection) {
     }
     if let Some(s) = shared.upgrade() {
         s.forget(&conn);
+        s.released(&remote);
     }
 }
