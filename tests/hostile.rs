@@ -582,6 +582,41 @@ async fn a_relay_and_a_device_restored_from_older_copies_converge_again() {
     assert_eq!(again.differing, 0);
 }
 
+/// A file written by the previous version is marked with the current format when opened, so
+/// a build too old for the cursors and ids written since refuses it instead of misreading it.
+#[test]
+fn a_file_of_the_previous_format_is_marked_current_and_newer_ones_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.redb");
+    drop(Engine::open(&path).unwrap());
+    let meta: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("meta");
+    let set_format = |version: u32| {
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(meta)
+            .unwrap()
+            .insert("format", version.to_le_bytes().as_slice())
+            .unwrap();
+        txn.commit().unwrap();
+    };
+    let format = || {
+        use redb::ReadableDatabase;
+        let db = redb::Database::open(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let table = txn.open_table(meta).unwrap();
+        let value = table.get("format").unwrap().unwrap().value().to_vec();
+        u32::from_le_bytes(value.try_into().unwrap())
+    };
+    set_format(1);
+    drop(Engine::open(&path).unwrap());
+    assert_eq!(format(), crmsync::store::FORMAT_VERSION);
+    set_format(crmsync::store::FORMAT_VERSION + 1);
+    match Engine::open(&path) {
+        Err(Error::Store(crmsync::StoreError::NewerFormat { .. })) => {}
+        other => panic!("expected a refusal of a newer format, got {other:?}"),
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. One record a device cannot read does not block the rest.
 

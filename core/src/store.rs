@@ -23,8 +23,11 @@ use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{Customizations, DeviceId, Record, RecordId, RecordType};
 use tables::{BY_TYPE, DOC_CHANGES, DOCS, HEADS, LOG, META, ROWS};
 
-/// On-disk format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// On-disk format version this build writes and reads. 1: the first. 2: peer cursors carry
+/// the session they were recorded in, and the device id writes go under is kept apart from
+/// the file's identity. A file of an older version is brought to this one when opened, so a
+/// build too old for it refuses it ([`StoreError::NewerFormat`]) instead of misreading it.
+pub const FORMAT_VERSION: u32 = 2;
 
 const META_FORMAT: &str = "format";
 const META_DEVICE: &str = "device";
@@ -174,6 +177,7 @@ impl Store {
         )?;
         store.journal = journal.map(std::sync::Mutex::new);
         store.replayed = replayed;
+        store.upgrade_format()?;
         store.device = store.actor_for_this_run(unchanged)?;
         Ok(store)
     }
@@ -292,6 +296,26 @@ impl Store {
     /// The id the file was created with; it never changes.
     pub fn identity(&self) -> DeviceId {
         self.identity
+    }
+
+    /// Marks a file of an older format version with this one (what it holds is read the same;
+    /// what this build writes next is not for older builds).
+    fn upgrade_format(&self) -> Result<()> {
+        let stored = {
+            let txn = self.db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            meta.get(META_FORMAT)?.map(|v| v.value().to_vec())
+        };
+        let found = match stored {
+            Some(bytes) => <[u8; 4]>::try_from(bytes.as_slice())
+                .map(u32::from_le_bytes)
+                .map_err(|_| Error::corrupt("format version", "not 4 bytes"))?,
+            None => 0,
+        };
+        if found < FORMAT_VERSION {
+            self.put_meta(META_FORMAT, Some(&FORMAT_VERSION.to_le_bytes()), true)?;
+        }
+        Ok(())
     }
 
     /// The device id to write under in this run: the stored one after a clean close, a new
