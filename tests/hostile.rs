@@ -25,32 +25,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{duplex, split};
 use uuid::Uuid;
 
-use crate::net::read_frame;
+use crate::net::{admin, company, digest, invited, online, read_frame};
 use crate::sync::{replica, session};
-
-fn company(e: &Engine, name: &str) -> RecordId {
-    e.create(NewRecord::new(RecordType::Company).with("name", name))
-        .unwrap()
-        .id
-}
-
-/// A digest of every record's id and heads: equal digests, equal stores.
-fn digest(e: &Engine) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    for (id, heads) in e.store().all_heads().unwrap() {
-        hasher.update(id.to_string().as_bytes());
-        for h in heads {
-            hasher.update(h.0);
-        }
-    }
-    hasher.finalize().into()
-}
-
-fn admin() -> Engine {
-    let admin = Engine::in_memory().expect("engine");
-    admin.init_admin().expect("admin key created");
-    admin
-}
 
 fn options_in(workspace: Uuid) -> EngineOptions {
     let mut options = EngineOptions::default();
@@ -58,21 +34,8 @@ fn options_in(workspace: Uuid) -> EngineOptions {
     options
 }
 
-fn invited(admin: &Engine, role: Role) -> Engine {
-    let device = Engine::in_memory_with(options_in(admin.workspace_id())).unwrap();
-    let credential = admin
-        .invite_device(device.node_id().unwrap(), role, None)
-        .unwrap();
-    device.join(&credential.to_string()).unwrap();
-    device
-}
-
 async fn online_with(engine: &Engine, options: NetOptions) -> Network {
     engine.enable_network(options).await.expect("network")
-}
-
-async fn online(engine: &Engine) -> Network {
-    online_with(engine, NetOptions::loopback()).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -185,7 +148,7 @@ async fn spoofing_session(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_announcing_another_devices_id_cannot_move_its_cursor() {
     let hub = admin();
-    let victim = invited(&hub, Role::Member);
+    let victim = invited(&hub, Role::Member, None);
     let attacker = Engine::in_memory_with(options_in(hub.workspace_id())).unwrap();
 
     let (n_hub, n_victim) = (online(&hub).await, online(&victim).await);
@@ -262,8 +225,8 @@ async fn hold_streams(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_held_by_an_outsider_lock_no_member_out() {
     let a = admin();
-    let b = invited(&a, Role::Member);
-    let c = invited(&a, Role::Member);
+    let b = invited(&a, Role::Member, None);
+    let c = invited(&a, Role::Member, None);
     let mut options = NetOptions::loopback();
     options.max_sessions = 4;
     let na = online_with(&a, options).await;
@@ -744,8 +707,8 @@ async fn set_reconciliation_that_does_not_settle_is_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_revocations_travel_and_a_revoked_device_is_cut_off_at_once() {
     let a = admin();
-    let hub = invited(&a, Role::Member);
-    let phone = invited(&a, Role::Member);
+    let hub = invited(&a, Role::Member, None);
+    let phone = invited(&a, Role::Member, None);
     let gone: Vec<_> = (0..10_000)
         .map(|_| SecretKey::generate().public())
         .collect();

@@ -20,14 +20,18 @@ fn engine_in(workspace: Uuid) -> Engine {
 }
 
 /// A workspace admin's engine.
-fn admin() -> Engine {
+pub(crate) fn admin() -> Engine {
     let admin = Engine::in_memory().expect("engine");
     admin.init_admin().expect("admin key created");
     admin
 }
 
 /// A device invited by `admin` with `role` (and an expiry), joined.
-fn invited(admin: &Engine, role: Role, expires: Option<chrono::DateTime<Utc>>) -> Engine {
+pub(crate) fn invited(
+    admin: &Engine,
+    role: Role,
+    expires: Option<chrono::DateTime<Utc>>,
+) -> Engine {
     let device = engine_in(admin.workspace_id());
     let credential = admin
         .invite_device(device.node_id().unwrap(), role, expires)
@@ -38,14 +42,14 @@ fn invited(admin: &Engine, role: Role, expires: Option<chrono::DateTime<Utc>>) -
     device
 }
 
-async fn online(engine: &Engine) -> Network {
+pub(crate) async fn online(engine: &Engine) -> Network {
     engine
         .enable_network(NetOptions::loopback())
         .await
         .expect("network starts on loopback")
 }
 
-fn company(e: &Engine, name: &str) -> RecordId {
+pub(crate) fn company(e: &Engine, name: &str) -> RecordId {
     e.create(NewRecord::new(RecordType::Company).with("name", name))
         .unwrap()
         .id
@@ -56,7 +60,7 @@ fn name_of(e: &Engine, id: RecordId) -> Option<Value> {
 }
 
 /// A digest of every record's id and heads: equal digests, equal stores.
-fn digest(e: &Engine) -> [u8; 32] {
+pub(crate) fn digest(e: &Engine) -> [u8; 32] {
     let mut hasher = Sha256::new();
     for (id, heads) in e.store().all_heads().unwrap() {
         hasher.update(id.to_string().as_bytes());

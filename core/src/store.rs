@@ -132,10 +132,14 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn check_format(bytes: &[u8]) -> Result<()> {
-    let found = <[u8; 4]>::try_from(bytes)
+fn parse_format(bytes: &[u8]) -> Result<u32> {
+    <[u8; 4]>::try_from(bytes)
         .map(u32::from_le_bytes)
-        .map_err(|_| Error::corrupt("format version", "not 4 bytes"))?;
+        .map_err(|_| Error::corrupt("format version", "not 4 bytes"))
+}
+
+fn check_format(bytes: &[u8]) -> Result<()> {
+    let found = parse_format(bytes)?;
     if found > FORMAT_VERSION {
         return Err(StoreError::NewerFormat {
             found,
@@ -301,15 +305,8 @@ impl Store {
     /// Marks a file of an older format version with this one (what it holds is read the same;
     /// what this build writes next is not for older builds).
     fn upgrade_format(&self) -> Result<()> {
-        let stored = {
-            let txn = self.db.begin_read()?;
-            let meta = txn.open_table(META)?;
-            meta.get(META_FORMAT)?.map(|v| v.value().to_vec())
-        };
-        let found = match stored {
-            Some(bytes) => <[u8; 4]>::try_from(bytes.as_slice())
-                .map(u32::from_le_bytes)
-                .map_err(|_| Error::corrupt("format version", "not 4 bytes"))?,
+        let found = match self.get_meta(META_FORMAT)? {
+            Some(bytes) => parse_format(&bytes)?,
             None => 0,
         };
         if found < FORMAT_VERSION {
@@ -321,12 +318,7 @@ impl Store {
     /// The device id to write under in this run: the stored one after a clean close, a new
     /// one (stored durably before any write uses it) otherwise.
     fn actor_for_this_run(&self, closed_cleanly: bool) -> Result<DeviceId> {
-        let stored = {
-            let txn = self.db.begin_read()?;
-            let meta = txn.open_table(META)?;
-            meta.get(META_ACTOR)?.map(|v| v.value().to_vec())
-        };
-        match stored {
+        match self.get_meta(META_ACTOR)? {
             Some(bytes) if closed_cleanly => return parse_device(bytes),
             None if closed_cleanly => return Ok(self.identity),
             _ => {}
@@ -584,13 +576,10 @@ impl Store {
     /// How far the last completed sync with `peer` (a name the sync layer chooses) got: `None`
     /// if there was none, or if it was recorded by an older version without a session id.
     pub fn peer_cursor(&self, peer: &str) -> Result<Option<PeerCursor>> {
-        let txn = self.db.begin_read()?;
-        let meta = txn.open_table(META)?;
-        let key = format!("{META_PEER_PREFIX}{peer}");
-        let Some(bytes) = meta.get(key.as_str())? else {
+        let Some(bytes) = self.get_meta(&format!("{META_PEER_PREFIX}{peer}"))? else {
             return Ok(None);
         };
-        match <[u8; 24]>::try_from(bytes.value()) {
+        match <[u8; 24]>::try_from(bytes.as_slice()) {
             Ok(b) => {
                 let (seq, session) = b.split_at(8);
                 Ok(Some(PeerCursor {
@@ -600,7 +589,7 @@ impl Store {
             }
             // Written before cursors carried their session: no proof that the peer still has
             // what it says, so the next session compares whole sets.
-            Err(_) if bytes.value().len() == 8 => Ok(None),
+            Err(_) if bytes.len() == 8 => Ok(None),
             Err(_) => Err(Error::corrupt(
                 format!("sync cursor of {peer}"),
                 "not 24 bytes",
@@ -658,10 +647,14 @@ impl Store {
     /// A value the layers above keep beside the records (membership, node key), by key.
     /// Keys of the store's own (format, ids, cursors) are not reachable through this.
     pub fn setting(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let key = format!("{META_SETTING_PREFIX}{key}");
+        self.get_meta(&format!("{META_SETTING_PREFIX}{key}"))
+    }
+
+    /// A meta value, read in a transaction of its own.
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let txn = self.db.begin_read()?;
         let meta = txn.open_table(META)?;
-        Ok(meta.get(key.as_str())?.map(|v| v.value().to_vec()))
+        Ok(meta.get(key)?.map(|v| v.value().to_vec()))
     }
 
     /// Stores (durably) or, with `None`, removes a value set by the layers above.

@@ -21,6 +21,19 @@ const CHANGE_CHUNK: u8 = 1;
 /// Magic, checksum and type, before the length.
 const HEADER: usize = 9;
 
+/// The chunk at the start of `rest`: its type, where its contents start and where it ends.
+fn next_chunk(rest: &[u8]) -> Result<(u8, usize, usize), DocError> {
+    if rest.len() < HEADER || rest[..4] != MAGIC {
+        return Err(DocError::BadChunk("not an Automerge chunk"));
+    }
+    let (len, width) = uleb128(&rest[HEADER..]).ok_or(DocError::BadChunk("bad length"))?;
+    let end = len
+        .checked_add(HEADER + width)
+        .filter(|end| *end <= rest.len())
+        .ok_or(DocError::BadChunk("chunk cut short"))?;
+    Ok((rest[8], HEADER + width, end))
+}
+
 /// Chunk type of a whole document.
 const DOCUMENT_CHUNK: u8 = 0;
 /// Bit of a column specification that marks the column as deflate-compressed.
@@ -41,18 +54,11 @@ pub fn check_chunks(bytes: &[u8]) -> Result<(), DocError> {
     let mut budget = MAX_INFLATED_BYTES;
     let mut rest = bytes;
     while !rest.is_empty() {
-        if rest.len() < HEADER || rest[..4] != MAGIC {
-            return Err(DocError::BadChunk("not an Automerge chunk"));
-        }
-        let (len, width) = uleb128(&rest[HEADER..]).ok_or(DocError::BadChunk("bad length"))?;
-        let end = len
-            .checked_add(HEADER + width)
-            .filter(|end| *end <= rest.len())
-            .ok_or(DocError::BadChunk("chunk cut short"))?;
-        match rest[8] {
+        let (kind, body, end) = next_chunk(rest)?;
+        match kind {
             CHANGE_CHUNK => {}
             DOCUMENT_CHUNK => {
-                let inflated = document_inflation(&rest[HEADER + width..end], budget)?;
+                let inflated = document_inflation(&rest[body..end], budget)?;
                 budget -= inflated;
             }
             _ => {
@@ -122,17 +128,10 @@ pub fn split_changes(bytes: &[u8]) -> Result<Option<Vec<Change>>, DocError> {
     let mut changes = Vec::new();
     let mut rest = bytes;
     while !rest.is_empty() {
-        if rest.len() < HEADER || rest[..4] != MAGIC {
-            return Err(DocError::BadChunk("not an Automerge chunk"));
-        }
-        if rest[8] != CHANGE_CHUNK {
+        let (kind, body, end) = next_chunk(rest)?;
+        if kind != CHANGE_CHUNK {
             return Ok(None);
         }
-        let (len, width) = uleb128(&rest[HEADER..]).ok_or(DocError::BadChunk("bad length"))?;
-        let end = len
-            .checked_add(HEADER + width)
-            .filter(|end| *end <= rest.len())
-            .ok_or(DocError::BadChunk("chunk cut short"))?;
         let change = Change::try_from(&rest[..end]).map_err(|e| {
             DocError::BadChunk(if matches!(e, automerge::LoadChangeError::LeftoverData) {
                 "trailing bytes in a change"
@@ -145,7 +144,7 @@ pub fn split_changes(bytes: &[u8]) -> Result<Option<Vec<Change>>, DocError> {
         if change.hash().0[..4] != rest[4..8] {
             return Err(DocError::BadChunk("checksum does not match"));
         }
-        check_actor_indices(&rest[HEADER + width..end]).ok_or(DocError::BadChunk(
+        check_actor_indices(&rest[body..end]).ok_or(DocError::BadChunk(
             "an op names an actor the change does not list",
         ))?;
         // Records never hold rich-text marks, and automerge 0.12 can abort the process (a

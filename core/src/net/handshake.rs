@@ -191,12 +191,7 @@ where
     W: AsyncWrite + Unpin,
 {
     tracing::warn!(peer = %remote, %refusal, "refused a peer");
-    let nobody = Presentation { credential: None };
-    if send(writer, &nobody).await.is_ok()
-        && send(writer, &Verdict::Refuse(refusal.clone()))
-            .await
-            .is_ok()
-    {
+    if send_refusal(&refusal, writer).await.is_ok() {
         // Read the peer's verdict so it can finish sending it and read ours.
         let _ = recv::<_, Verdict>(reader, MAX_HANDSHAKE_FRAME).await;
     }
@@ -207,11 +202,17 @@ where
 /// Refuses a peer without reading anything from it (no handshake place is free for it): it
 /// gets nobody's presentation and the reason, and the stream is finished.
 pub(crate) async fn refuse_unread<W: AsyncWrite + Unpin>(refusal: Refusal, writer: &mut W) {
-    let nobody = Presentation { credential: None };
-    if send(writer, &nobody).await.is_ok() {
-        let _ = send(writer, &Verdict::Refuse(refusal)).await;
-    }
+    let _ = send_refusal(&refusal, writer).await;
     let _ = writer.shutdown().await;
+}
+
+/// Nobody's presentation, then the refusal as this side's verdict.
+async fn send_refusal<W: AsyncWrite + Unpin>(
+    refusal: &Refusal,
+    writer: &mut W,
+) -> Result<(), NetError> {
+    send(writer, &Presentation { credential: None }).await?;
+    send(writer, &Verdict::Refuse(refusal.clone())).await
 }
 
 /// Checks the peer's credential against this replica's membership.

@@ -88,8 +88,7 @@ impl Shared {
             // Nothing is read from it: the peer hears it is busy (a member's background mode
             // retries with backoff), in the little time a refusal may take.
             tracing::debug!(peer = %remote, "no handshake place free");
-            let max_sessions = u32::try_from(self.options.max_sessions).unwrap_or(u32::MAX);
-            let refusal = Refusal::Busy { max_sessions };
+            let refusal = self.busy();
             let refused = handshake::refuse_unread(refusal.clone(), &mut send);
             let _ = tokio::time::timeout(REFUSAL_TIME, refused).await;
             return (None, Err(NetError::PeerRefused(refusal)));
@@ -108,10 +107,7 @@ impl Shared {
         };
         let admit = || {
             self.budgets.admit(remote)?;
-            self.sessions.try_enter(remote).ok_or_else(|| {
-                let max_sessions = u32::try_from(self.options.max_sessions).unwrap_or(u32::MAX);
-                Refusal::Busy { max_sessions }
-            })
+            self.sessions.try_enter(remote).ok_or_else(|| self.busy())
         };
         let handshake = handshake::accept(pick, admit, remote, &mut recv, &mut send);
         let outcome = match self.within_handshake_timeout(handshake).await {
@@ -133,6 +129,12 @@ impl Shared {
             Err(e) => Err(e),
         };
         (picked, outcome)
+    }
+
+    /// The refusal of a peer that finds no place free.
+    fn busy(&self) -> Refusal {
+        let max_sessions = u32::try_from(self.options.max_sessions).unwrap_or(u32::MAX);
+        Refusal::Busy { max_sessions }
     }
 
     async fn within_handshake_timeout<T>(
