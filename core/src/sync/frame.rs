@@ -1,21 +1,21 @@
 //! Length-prefixed frames over any byte stream: a 4-byte big-endian length, then a postcard
 //! message. Frames above the limit are refused before anything is allocated for them.
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::SyncError;
 use super::message::Message;
 
-/// Writes frames and counts what it wrote.
+/// Writes frames and counts what it wrote. A frame is written a piece at a time
+/// ([`FrameWriter::write_some`]), so a driver can read while a large frame is going out.
 pub struct FrameWriter<W> {
     inner: W,
     max: usize,
     /// Bytes written, prefixes included.
     pub bytes: u64,
-    /// Frames written.
-    pub frames: u64,
+    /// The frame being written and how much of it went.
+    pending: Vec<u8>,
+    written: usize,
 }
 
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
@@ -24,28 +24,48 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
             inner,
             max,
             bytes: 0,
-            frames: 0,
+            pending: Vec::new(),
+            written: 0,
         }
     }
 
-    /// Encodes and sends one message.
-    pub async fn send<M: Serialize>(&mut self, message: &M) -> Result<(), SyncError> {
-        let body = postcard::to_allocvec(message).map_err(|e| SyncError::Encode(e.to_string()))?;
-        if body.len() > self.max {
-            return Err(SyncError::FrameTooLarge {
-                size: body.len() as u64,
-                max: self.max as u64,
-            });
+    /// Whether a frame is part-way out.
+    pub fn is_busy(&self) -> bool {
+        self.written < self.pending.len()
+    }
+
+    /// Encodes a message as the next frame to write (after the one part-way out, if any).
+    pub fn queue(&mut self, message: &Message) -> Result<(), SyncError> {
+        let frame = encode_limited(message, self.max)?;
+        self.pending.drain(..self.written);
+        self.written = 0;
+        self.pending.extend_from_slice(&frame);
+        Ok(())
+    }
+
+    /// Writes some of what is queued, flushing when a frame is complete. Cancel-safe: if the
+    /// future is dropped before it completes, nothing was written.
+    pub async fn write_some(&mut self) -> Result<(), SyncError> {
+        let n = self.inner.write(&self.pending[self.written..]).await?;
+        if n == 0 {
+            return Err(SyncError::Io(std::io::ErrorKind::WriteZero.into()));
         }
-        let len = u32::try_from(body.len()).map_err(|_| SyncError::FrameTooLarge {
-            size: body.len() as u64,
-            max: self.max as u64,
-        })?;
-        self.inner.write_all(&len.to_be_bytes()).await?;
-        self.inner.write_all(&body).await?;
-        self.inner.flush().await?;
-        self.bytes += 4 + body.len() as u64;
-        self.frames += 1;
+        self.written += n;
+        self.bytes += n as u64;
+        if !self.is_busy() {
+            self.pending.clear();
+            self.written = 0;
+            self.inner.flush().await?;
+        }
+        Ok(())
+    }
+
+    /// Encodes and sends one message, with whatever was queued before it.
+    pub async fn send(&mut self, message: &Message) -> Result<(), SyncError> {
+        self.queue(message)?;
+        while self.is_busy() {
+            self.write_some().await?;
+        }
         Ok(())
     }
 
@@ -56,16 +76,70 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     }
 }
 
-/// Reads frames, strictly: a frame must decode to exactly one message with no bytes left.
+/// Splits a byte stream into messages, with no I/O: bytes go in as they arrive, in pieces of
+/// any size, and whole messages come out. Strict: a frame must decode to exactly one message
+/// with no bytes left, and a frame above the limit is refused from its length prefix, before
+/// anything is allocated for it.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    max: usize,
+    /// Bytes taken by the messages returned so far, prefixes included.
+    pub bytes: u64,
+    pending: Vec<u8>,
+}
+
+impl FrameDecoder {
+    /// A decoder refusing frames above `max` bytes.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            bytes: 0,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Appends bytes received.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// The next whole message, or `None` until more bytes arrive.
+    pub fn next_message(&mut self) -> Result<Option<Message>, SyncError> {
+        let Some(prefix) = self.pending.first_chunk::<4>() else {
+            return Ok(None);
+        };
+        let end = 4 + checked_len(*prefix, self.max)?;
+        if self.pending.len() < end {
+            return Ok(None);
+        }
+        let message = decode_body(&self.pending[4..end]);
+        self.pending.drain(..end);
+        self.bytes += end as u64;
+        message.map(Some)
+    }
+
+    /// Bytes still missing for the frame under way (at least one).
+    fn missing(&self) -> Result<usize, SyncError> {
+        let wanted = match self.pending.first_chunk::<4>() {
+            Some(prefix) => 4 + checked_len(*prefix, self.max)?,
+            None => 4,
+        };
+        Ok(wanted.saturating_sub(self.pending.len()).max(1))
+    }
+
+    /// Whether part of a frame arrived and the rest did not.
+    pub fn is_mid_frame(&self) -> bool {
+        !self.pending.is_empty()
+    }
+}
+
+/// Reads frames from a byte stream through a [`FrameDecoder`].
 pub struct FrameReader<R> {
     inner: R,
-    max: usize,
-    /// Bytes read, prefixes included.
-    pub bytes: u64,
-    /// Bytes read from `inner` that no `recv` has returned yet. Kept here rather than in the
-    /// future of one `recv`, so a `recv` dropped mid-frame (a session whose write failed
-    /// while a read was under way, which then looks for the peer's abort) loses nothing.
-    pending: Vec<u8>,
+    /// Bytes read that no `recv` has returned yet live here rather than in the future of one
+    /// `recv`, so a `recv` dropped mid-frame (a driver that was writing meanwhile, or a
+    /// session whose write failed and which then looks for the peer's abort) loses nothing.
+    decoder: FrameDecoder,
 }
 
 /// The most a single read asks for, so a peer that announces a large frame and then sends
@@ -76,45 +150,36 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
         Self {
             inner,
-            max,
-            bytes: 0,
-            pending: Vec::new(),
+            decoder: FrameDecoder::new(max),
         }
+    }
+
+    /// Bytes of the messages returned so far, prefixes included.
+    pub fn bytes(&self) -> u64 {
+        self.decoder.bytes
     }
 
     /// Reads and decodes one message. Cancel-safe: dropping the future before it completes
     /// leaves what it read for the next call.
-    pub async fn recv<M: DeserializeOwned>(&mut self) -> Result<M, SyncError> {
+    pub async fn recv(&mut self) -> Result<Message, SyncError> {
         loop {
-            let wanted = match self.pending.first_chunk::<4>() {
-                Some(prefix) => {
-                    let end = 4 + checked_len(*prefix, self.max)?;
-                    if self.pending.len() >= end {
-                        let message = decode_body(&self.pending[4..end]);
-                        self.pending.drain(..end);
-                        self.bytes += end as u64;
-                        return message;
-                    }
-                    end
-                }
-                None => 4,
-            };
-            let missing = wanted - self.pending.len();
-            self.pending.reserve(missing.min(READ_CHUNK));
-            let read = self.inner.read_buf(&mut self.pending).await;
-            match read {
+            if let Some(message) = self.decoder.next_message()? {
+                return Ok(message);
+            }
+            let missing = self.decoder.missing()?;
+            let buffer = &mut self.decoder.pending;
+            buffer.reserve(missing.min(READ_CHUNK));
+            match self.inner.read_buf(buffer).await {
                 Ok(0) => return Err(SyncError::Truncated),
                 Ok(_) => {}
                 Err(e) => return Err(truncated(e)),
             }
         }
     }
-}
 
-impl<R: AsyncRead + Unpin> FrameReader<R> {
     /// Waits for the peer to close its side, dropping anything it still sends.
     pub async fn closed(&mut self) {
-        self.pending.clear();
+        self.decoder.pending.clear();
         let mut sink = [0u8; 1024];
         while let Ok(1..) = self.inner.read(&mut sink).await {}
     }
@@ -131,7 +196,7 @@ fn checked_len(prefix: [u8; 4], max: usize) -> Result<usize, SyncError> {
     Ok(len)
 }
 
-fn decode_body<M: DeserializeOwned>(body: &[u8]) -> Result<M, SyncError> {
+fn decode_body(body: &[u8]) -> Result<Message, SyncError> {
     let (message, rest) =
         postcard::take_from_bytes(body).map_err(|e| SyncError::Decode(e.to_string()))?;
     if !rest.is_empty() {
@@ -145,12 +210,24 @@ fn decode_body<M: DeserializeOwned>(body: &[u8]) -> Result<M, SyncError> {
 
 /// Encodes a message as one frame (length prefix and body), as a session sends it.
 pub fn encode_frame(message: &Message) -> Result<Vec<u8>, SyncError> {
+    encode_limited(message, u32::MAX as usize)
+}
+
+/// Encodes a message as one frame, refusing it if its body exceeds `max` bytes.
+fn encode_limited(message: &Message, max: usize) -> Result<Vec<u8>, SyncError> {
     let body = postcard::to_allocvec(message).map_err(|e| SyncError::Encode(e.to_string()))?;
-    let len = u32::try_from(body.len()).map_err(|_| SyncError::FrameTooLarge {
+    let too_large = || SyncError::FrameTooLarge {
         size: body.len() as u64,
-        max: u64::from(u32::MAX),
-    })?;
-    Ok([len.to_be_bytes().as_slice(), &body].concat())
+        max: max as u64,
+    };
+    if body.len() > max {
+        return Err(too_large());
+    }
+    let len = u32::try_from(body.len()).map_err(|_| too_large())?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&len.to_be_bytes());
+    frame.extend_from_slice(&body);
+    Ok(frame)
 }
 
 /// Decodes the frame at the start of `bytes` exactly as a session reads it, returning the
@@ -195,13 +272,13 @@ mod tests {
         .unwrap();
         let (head, tail) = frame.split_at(100);
         ours.write_all(head).await.unwrap();
-        let cut = tokio::time::timeout(Duration::from_millis(50), reader.recv::<Message>()).await;
+        let cut = tokio::time::timeout(Duration::from_millis(50), reader.recv()).await;
         assert!(cut.is_err(), "half a frame cannot be a message");
         ours.write_all(tail).await.unwrap();
-        match reader.recv::<Message>().await.unwrap() {
+        match reader.recv().await.unwrap() {
             Message::Abort { message, .. } => assert_eq!(message.len(), 300),
             _ => panic!("expected the abort"),
         }
-        assert_eq!(reader.bytes, frame.len() as u64);
+        assert_eq!(reader.bytes(), frame.len() as u64);
     }
 }
