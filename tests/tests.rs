@@ -18,5 +18,6 @@ mod search;
 mod sync;
 mod sync_concurrent;
 mod sync_fixture;
+mod sync_machine;
 mod sync_props;
 mod texts;

@@ -17,22 +17,67 @@
 //! equal and does not send them again. A frame that is truncated, too large, does not decode,
 //! or carries changes that do not apply ends the session with a [`SyncError`], and the batch it
 //! carried changes nothing.
+//!
+//! The protocol is a state machine with no I/O ([`SyncMachine`]): it is handed the peer's
+//! messages and asked for the ones to send, and reads and writes the [`Replica`] itself.
+//! [`sync`] drives it over any `AsyncRead`/`AsyncWrite` pair (frames, size limits, the idle
+//! timeout, store work kept off the runtime's other tasks); tests and fuzzers drive it by hand.
+//!
+//! ```
+//! use crmsync::sync::{FrameDecoder, SyncMachine, SyncOptions, encode_frame};
+//! use crmsync::{Engine, EngineOptions, NewRecord, RecordType};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let workspace = uuid::Uuid::new_v4();
+//! let open = || {
+//!     let mut options = EngineOptions::default();
+//!     options.store.workspace = Some(workspace);
+//!     Engine::in_memory_with(options)
+//! };
+//! let (laptop, phone) = (open()?, open()?);
+//! laptop.create(NewRecord::new(RecordType::Company).with("name", "Acme"))?;
+//!
+//! let mut a = SyncMachine::new(&laptop, SyncOptions::default(), [1; 16])?;
+//! let mut b = SyncMachine::new(&phone, SyncOptions::default(), [2; 16])?;
+//! // Any transport will do: here, frames handed over in memory.
+//! let (mut to_b, mut to_a) = (FrameDecoder::new(1 << 20), FrameDecoder::new(1 << 20));
+//! while !(a.is_finished() && b.is_finished()) {
+//!     while let Some(message) = a.poll_transmit()? {
+//!         to_b.push(&encode_frame(&message)?);
+//!     }
+//!     while let Some(message) = b.poll_transmit()? {
+//!         to_a.push(&encode_frame(&message)?);
+//!     }
+//!     while let Some(message) = to_b.next_message()? {
+//!         b.handle(message)?;
+//!     }
+//!     while let Some(message) = to_a.next_message()? {
+//!         a.handle(message)?;
+//!     }
+//! }
+//! assert_eq!(phone.count(&RecordType::Company)?, 1);
+//! # Ok(())
+//! # }
+//! ```
 
+mod driver;
+mod exchange;
 mod frame;
+pub mod machine;
 pub mod message;
 pub mod reconcile;
 mod replica;
-mod session;
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use frame::{decode_frame, encode_frame};
+pub(crate) use driver::blocking;
+pub use driver::sync;
+pub use frame::{FrameDecoder, decode_frame, encode_frame};
+pub use machine::SyncMachine;
 pub use message::{AbortCode, Message, PROTOCOL_VERSION};
 pub use replica::{Applied, Replica};
-pub(crate) use session::blocking;
-pub use session::sync;
 
 /// Limits and tuning of a session. The defaults suit phones on slow links.
 #[derive(Debug, Clone)]
