@@ -37,10 +37,9 @@ pub fn demo_rates() -> anyhow::Result<Rates> {
 
 fn companies_by_name(engine: &Engine) -> anyhow::Result<HashMap<String, RecordId>> {
     let mut names = HashMap::new();
-    engine.store().scan_type(&RecordType::Company, |r| {
+    for r in engine.list(&crmsync::ListQuery::new(RecordType::Company))? {
         names.insert(r.title(), r.id);
-        true
-    })?;
+    }
     Ok(names)
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use crmsync::net::{NetOptions, Role};
+use crmsync::sync::Replica;
 use crmsync::sync::{SyncOptions, SyncReport, sync};
 use crmsync::{Engine, EngineOptions, NewRecord, Patch, RecordId, RecordType};
 use tokio::io::{duplex, split};
@@ -137,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     anyhow::ensure!(
-        a.store().all_heads()? == net_peer.store().all_heads()?,
+        a.all_heads()? == net_peer.all_heads()?,
         "the network peer did not converge"
     );
     let (inc_duplex, inc_net) = (median(inc_duplex), median(inc_net));

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use crmsync::net::{EndpointAddr, NetOptions, Network, PublicKey, Role, TransportAddr};
+use crmsync::sync::Replica;
 use crmsync::{Engine, EngineOptions, NewRecord, Patch, RecordId, RecordType, SearchOptions};
 
 const TARGET_P99: Duration = Duration::from_millis(500);
@@ -615,7 +616,7 @@ async fn run(args: &Args, n: usize, think_ms: u64) -> anyhow::Result<Row> {
             .unwrap_or_default(),
     );
     for (i, (engine, _)) in devices.iter().enumerate() {
-        let held = engine.store().all_heads()?.len();
+        let held = engine.all_heads()?.len();
         ensure!(
             held == args.seed_records,
             "device {i} holds {held} records after its first sync, expected {}",

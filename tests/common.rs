@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use crmsync::sync::Replica;
 use crmsync::{Engine, Money, NewRecord, RecordId, RecordType};
 
 /// A fresh in-memory engine.
@@ -25,7 +26,7 @@ pub fn money(text: &str) -> Money {
 /// Sends every change `from` has that `to` lacks, in one batch; returns how many records changed.
 pub fn sync_one_way(from: &Engine, to: &Engine) -> usize {
     let mut batch = Vec::new();
-    for (id, _) in from.store().all_heads().expect("heads") {
+    for (id, _) in from.all_heads().expect("heads") {
         let have = to.heads(id).expect("heads");
         if let Some(bytes) = from.export_changes(id, &have).expect("export") {
             batch.push((id, bytes));

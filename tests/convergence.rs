@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use crmsync::sync::Replica;
 use crmsync::{
     Conflict, Engine, Error, Money, NewRecord, Patch, Record, RecordId, RecordType, Value,
 };
@@ -25,7 +26,7 @@ fn money(text: &str) -> Money {
 /// Every change `from` has that `to` lacks, one entry per record whose heads differ.
 fn changes_for(from: &Engine, to: &Engine) -> Vec<(RecordId, Vec<u8>)> {
     let mut batch = Vec::new();
-    for (id, heads) in from.store().all_heads().expect("all_heads") {
+    for (id, heads) in from.all_heads().expect("all_heads") {
         let have = to.heads(id).expect("heads");
         if have == heads {
             continue;
@@ -77,7 +78,7 @@ fn sync_until_quiet(replicas: &[Engine]) {
 fn all_ids(replicas: &[Engine]) -> BTreeSet<RecordId> {
     replicas
         .iter()
-        .flat_map(|r| r.store().all_heads().expect("all_heads"))
+        .flat_map(|r| r.all_heads().expect("all_heads"))
         .map(|(id, _)| id)
         .collect()
 }
@@ -87,7 +88,7 @@ fn all_ids(replicas: &[Engine]) -> BTreeSet<RecordId> {
 fn assert_converged(replicas: &[Engine]) {
     let (first, rest) = replicas.split_first().expect("at least one replica");
     for id in all_ids(replicas) {
-        let row = first.store().get(id).expect("get");
+        let row = first.get_including_deleted(id).expect("get");
         assert!(row.is_some(), "record {id} is missing on replica 0");
         let heads = first.heads(id).expect("heads");
         let conflicts = first.conflicts(id).expect("conflicts");
@@ -95,7 +96,7 @@ fn assert_converged(replicas: &[Engine]) {
         for (k, other) in rest.iter().enumerate() {
             let k = k + 1;
             assert_eq!(
-                other.store().get(id).expect("get"),
+                other.get_including_deleted(id).expect("get"),
                 row,
                 "record {id}: replica {k} materialized another row than replica 0"
             );
@@ -154,16 +155,15 @@ type Snapshot = (Vec<(RecordId, Vec<String>, Option<Record>)>, u64);
 /// Everything a replica stores that a caller can see: rows, heads, and the change log.
 fn snapshot(engine: &Engine) -> Snapshot {
     let rows = engine
-        .store()
         .all_heads()
         .expect("all_heads")
         .into_iter()
         .map(|(id, heads)| {
             let heads = heads.iter().map(ToString::to_string).collect();
-            (id, heads, engine.store().get(id).expect("get"))
+            (id, heads, engine.get_including_deleted(id).expect("get"))
         })
         .collect();
-    (rows, engine.store().last_seq().expect("last_seq"))
+    (rows, engine.last_seq().expect("last_seq"))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -256,11 +256,10 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 /// The records a replica knows (tombstones included) that pass `keep`, in id order.
 fn known(engine: &Engine, keep: impl Fn(&Record) -> bool) -> Vec<Record> {
     engine
-        .store()
         .all_heads()
         .expect("all_heads")
         .into_iter()
-        .filter_map(|(id, _)| engine.store().get(id).expect("get"))
+        .filter_map(|(id, _)| engine.get_including_deleted(id).expect("get"))
         .filter(keep)
         .collect()
 }
@@ -602,7 +601,10 @@ fn delete_wins_over_a_concurrent_edit_and_the_edit_stays_in_history() {
     sync_pair(&a, &b);
     for engine in [&a, &b] {
         assert_eq!(engine.get(deal).unwrap(), None, "the deal is deleted");
-        let tombstone = engine.store().get(deal).unwrap().expect("tombstone kept");
+        let tombstone = engine
+            .get_including_deleted(deal)
+            .unwrap()
+            .expect("tombstone kept");
         assert!(tombstone.deleted);
         let history = engine.history(deal).unwrap();
         assert!(
@@ -781,7 +783,7 @@ fn batch_whose_second_record_is_bad_stores_nothing_of_the_first() {
         &[(new_on_a, created.clone()), (company, garbage(100, 9))],
         "good new record, then garbage",
     );
-    assert_eq!(b.store().get(new_on_a).unwrap(), None);
+    assert_eq!(b.get_including_deleted(new_on_a).unwrap(), None);
     // A good update of a known record, then a new record cut short.
     assert_refused_and_unchanged(
         &b,
@@ -841,8 +843,8 @@ fn applying_the_same_changes_twice_changes_nothing_the_second_time() {
     assert!(b.apply_changes(&batch).unwrap().is_empty());
     assert_eq!(snapshot(&b), after);
     assert_eq!(
-        a.store().get(company).unwrap(),
-        b.store().get(company).unwrap()
+        a.get_including_deleted(company).unwrap(),
+        b.get_including_deleted(company).unwrap()
     );
 }
 

@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
+use crmsync::sync::Replica;
 use crmsync::{Engine, Error, ListQuery, NewRecord, Patch, RecordId, RecordType, StoreError};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -64,7 +65,7 @@ fn probe(path: &Path, ids: &[RecordId], stage: &Cell<&'static str>) -> Outcome {
         Err(e) => return Outcome::Refused(e),
     };
     stage.set("all_heads");
-    let _ = engine.store().all_heads();
+    let _ = engine.all_heads();
     for record_type in [RecordType::Company, RecordType::Contact] {
         stage.set("list");
         let _ = engine.list(&ListQuery::new(record_type.clone()).page(0, 1000));
@@ -306,7 +307,7 @@ fn zero_length_file_opens_as_a_new_empty_database() {
     let id = {
         let engine = Engine::open(&path)
             .unwrap_or_else(|e| panic!("a zero-length file does not open: {e} ({e:?})"));
-        assert!(engine.store().all_heads().expect("all_heads").is_empty());
+        assert!(engine.all_heads().expect("all_heads").is_empty());
         engine
             .create(NewRecord::new(RecordType::Company).with("name", "Acme"))
             .expect("write to the new database")

@@ -15,6 +15,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crmsync::sync::Replica;
 use crmsync::{Engine, ListQuery, NewRecord, Patch, RecordId, RecordType};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -49,7 +50,6 @@ fn child_writer_loop() {
         .unwrap_or(0);
     let engine = Engine::open(&path).expect("child opens the database");
     let mut ids: Vec<RecordId> = engine
-        .store()
         .all_heads()
         .expect("child reads the record ids")
         .into_iter()
@@ -252,7 +252,6 @@ fn check_against_ledger(db: &Path, ledger: &Ledger, round: u64) -> usize {
         panic!("round {round}: the database does not reopen after SIGKILL: {e}")
     });
     let stored: HashSet<RecordId> = engine
-        .store()
         .all_heads()
         .expect("all_heads after a crash")
         .into_iter()
@@ -312,7 +311,7 @@ fn check_against_ledger(db: &Path, ledger: &Ledger, round: u64) -> usize {
         logged, stored,
         "round {round}: the change log names other records than the rows"
     );
-    engine.store().replayed_writes()
+    engine.replayed_writes()
 }
 
 #[test]

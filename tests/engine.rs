@@ -618,7 +618,7 @@ fn exported_changes_follow_every_write_through_the_document_cache() {
         .create(NewRecord::new(RecordType::Company).with("name", "Acme"))
         .unwrap()
         .id;
-    let store = e.store();
+    let store = &e;
     let whole = store.export_changes(id, &[]).unwrap().unwrap();
     let first_heads = store.heads(id).unwrap();
     // A second export at the same heads is served from the cache, and is the same.
@@ -642,13 +642,12 @@ fn exported_changes_follow_every_write_through_the_document_cache() {
         .create(NewRecord::new(RecordType::Company).with("name", "Globex"))
         .unwrap()
         .id;
-    let before = uncached.store().heads(other).unwrap();
+    let before = uncached.heads(other).unwrap();
     uncached
         .update(other, Patch::new().set("name", "Globex Corp"))
         .unwrap();
     assert!(
         !uncached
-            .store()
             .export_changes(other, &before)
             .unwrap()
             .unwrap()

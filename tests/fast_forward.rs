@@ -6,6 +6,7 @@ use std::num::NonZeroU64;
 
 use automerge::legacy::{Key, ObjectId, Op, OpId, OpType, SortedVec};
 use automerge::{ActorId, Automerge, Change, ExpandedChange, ROOT, ReadDoc, ScalarValue};
+use crmsync::sync::Replica;
 use crmsync::{Engine, NewRecord, Patch, Record, RecordId, RecordType, Value};
 use proptest::prelude::*;
 
@@ -16,7 +17,7 @@ fn replica() -> Engine {
 /// Sends every record `to` lacks or holds at other heads, as `export_changes` gives them.
 fn send(from: &Engine, to: &Engine) {
     let mut batch = Vec::new();
-    for (id, heads) in from.store().all_heads().unwrap() {
+    for (id, heads) in from.all_heads().unwrap() {
         let have = to.heads(id).unwrap();
         if have != heads {
             batch.push((id, from.export_changes(id, &have).unwrap().unwrap()));
@@ -28,14 +29,14 @@ fn send(from: &Engine, to: &Engine) {
 
 /// The record as its stored document reads, the reference the row must match.
 fn from_document(e: &Engine, id: RecordId) -> Record {
-    let doc = e.store().doc(id).unwrap().expect("document");
+    let doc = e.doc(id).unwrap().expect("document");
     crmsync::doc::materialize(&doc, id, &e.schema()).expect("document materializes")
 }
 
 fn assert_same_everywhere(a: &Engine, b: &Engine, ids: &[RecordId], what: &str) {
     for id in ids {
         // Tombstoned rows too: the store's own read.
-        let row_b = b.store().get(*id).unwrap().expect("record on b");
+        let row_b = b.get_including_deleted(*id).unwrap().expect("record on b");
         assert_eq!(
             row_b,
             from_document(b, *id),
@@ -43,7 +44,7 @@ fn assert_same_everywhere(a: &Engine, b: &Engine, ids: &[RecordId], what: &str) 
         );
         assert_eq!(
             Some(row_b),
-            a.store().get(*id).unwrap(),
+            a.get_including_deleted(*id).unwrap(),
             "{what}: b's row against a's"
         );
         assert_eq!(
@@ -128,7 +129,7 @@ fn edits_merged_onto_the_stored_state_read_as_the_document_says() {
         .unwrap();
     a.update(note, Patch::new().splice_text("body", 0, 5, "second"))
         .unwrap();
-    a.store().set_deleted(&a.schema(), company, false).unwrap();
+    a.restore(company).unwrap();
     send(&a, &b);
     assert_same_everywhere(&a, &b, &ids, "unset, tags, text, restore");
 
@@ -154,7 +155,7 @@ fn edits_merged_onto_the_stored_state_read_as_the_document_says() {
     assert_same_everywhere(&a, &b, &ids, "after the merge");
     // The stored chunks load back into the same document on both sides.
     for id in ids {
-        let (da, db) = (a.store().doc(id).unwrap(), b.store().doc(id).unwrap());
+        let (da, db) = (a.doc(id).unwrap(), b.doc(id).unwrap());
         assert_eq!(da.unwrap().get_heads(), db.unwrap().get_heads());
     }
 }
@@ -172,13 +173,12 @@ fn a_stale_replica_gets_exactly_what_it_lacks_from_any_earlier_state() {
         a.update(deal, Patch::new().set("stage", stage)).unwrap();
         states.push(a.heads(deal).unwrap());
     }
-    let doc = a.store().doc(deal).unwrap().unwrap();
+    let doc = a.doc(deal).unwrap().unwrap();
     for (n, copy) in stale.iter().enumerate() {
         let have = copy.heads(deal).unwrap();
         assert_eq!(have, states[n]);
         let bytes = a.export_changes(deal, &have).unwrap().unwrap();
-        let mut expected =
-            Automerge::load(&copy.store().doc_bytes(deal).unwrap().unwrap()).unwrap();
+        let mut expected = Automerge::load(&copy.doc_bytes(deal).unwrap().unwrap()).unwrap();
         expected.load_incremental(&doc.save_after(&have)).unwrap();
         copy.apply_changes(&[(deal, bytes)]).unwrap();
         assert_eq!(copy.heads(deal).unwrap(), doc.get_heads(), "from state {n}");
@@ -206,7 +206,7 @@ fn shared_deal() -> (Engine, Engine, RecordId, OpId) {
     let (a, b) = (replica(), replica());
     let deal = records(&a)[1];
     send(&a, &b);
-    let doc = a.store().doc(deal).unwrap().unwrap();
+    let doc = a.doc(deal).unwrap().unwrap();
     let Some((_, automerge::ObjId::Id(counter, actor, _))) = doc.get(ROOT, "f").unwrap() else {
         panic!("no fields map");
     };
@@ -321,7 +321,7 @@ proptest! {
                 prop_assert_eq!(state(&target, deal), before);
             }
             Ok(_) => {
-                let row = target.store().get(deal).unwrap().expect("merged record");
+                let row = target.get_including_deleted(deal).unwrap().expect("merged record");
                 prop_assert_eq!(row, from_document(&target, deal));
             }
         }
@@ -330,7 +330,7 @@ proptest! {
 
 /// A record's stored row (tombstoned too) and heads: what a refused change must leave as is.
 fn state(e: &Engine, id: RecordId) -> (Option<Record>, Vec<automerge::ChangeHash>) {
-    (e.store().get(id).unwrap(), e.heads(id).unwrap())
+    (e.get_including_deleted(id).unwrap(), e.heads(id).unwrap())
 }
 
 /// The company the forged_change fuzz target starts from, so its findings replay here.
@@ -370,7 +370,7 @@ fn a_forged_edit_naming_an_unknown_actor_is_refused_not_stored() {
     );
     assert_eq!(state(&b, company), stored);
     assert_eq!(
-        b.store().get(company).unwrap().unwrap(),
+        b.get_including_deleted(company).unwrap().unwrap(),
         from_document(&b, company)
     );
 }
@@ -386,5 +386,5 @@ fn a_forged_new_record_with_rich_text_marks_is_refused_without_aborting() {
     let bytes = forged(&forged(&real, 11782, 17), 1553, 6);
     let b = replica();
     assert!(b.apply_changes(&[(company, bytes)]).is_err());
-    assert_eq!(b.store().get(company).unwrap(), None);
+    assert_eq!(b.get_including_deleted(company).unwrap(), None);
 }

@@ -75,7 +75,7 @@ fn writes_left_in_the_journal_are_replayed_on_open() {
 
     let engine = Engine::open(&db).expect("reopen");
     assert_eq!(
-        engine.store().replayed_writes(),
+        engine.replayed_writes(),
         UPDATES + 1,
         "the create and every update came back from the journal"
     );
@@ -94,7 +94,7 @@ fn writes_left_in_the_journal_are_replayed_on_open() {
 
     let engine = Engine::open(&db).expect("reopen after a clean close");
     assert_eq!(
-        engine.store().replayed_writes(),
+        engine.replayed_writes(),
         0,
         "a clean close leaves nothing to replay"
     );
@@ -121,7 +121,7 @@ fn a_torn_last_record_is_not_replayed() {
     std::fs::write(&path, &bytes).expect("write the journal");
 
     let engine = Engine::open(&db).expect("reopen");
-    assert_eq!(engine.store().replayed_writes(), UPDATES);
+    assert_eq!(engine.replayed_writes(), UPDATES);
     let company = engine.get(id).expect("get").expect("company exists");
     assert_eq!(company.text("name"), Some(name(UPDATES - 1).as_str()));
     assert_eq!(engine.history(id).expect("history").len(), UPDATES);
@@ -140,7 +140,7 @@ fn a_journal_left_by_another_database_is_ignored() {
     std::fs::remove_file(&db).expect("remove the database");
 
     let engine = Engine::open(&db).expect("open a new database");
-    assert_eq!(engine.store().replayed_writes(), 0);
+    assert_eq!(engine.replayed_writes(), 0);
     assert_eq!(engine.count(&RecordType::Company).expect("count"), 0);
 }
 
@@ -171,7 +171,7 @@ fn a_journal_of_another_size_keeps_its_records() {
     std::fs::write(&path, &bytes[..end]).expect("write the journal");
 
     let engine = Engine::open(&db).expect("reopen");
-    assert_eq!(engine.store().replayed_writes(), UPDATES + 1);
+    assert_eq!(engine.replayed_writes(), UPDATES + 1);
     let company = engine.get(id).expect("get").expect("company exists");
     assert_eq!(company.text("name"), Some(name(UPDATES).as_str()));
     let len = std::fs::metadata(&path).expect("journal").len() as usize;
@@ -200,7 +200,7 @@ fn without_a_journal_writes_commit_durably_and_a_left_journal_is_replayed_first(
     let id = write_and_vanish(&db);
 
     let engine = Engine::open_with(&db, without_journal()).expect("reopen without a journal");
-    assert_eq!(engine.store().replayed_writes(), UPDATES + 1);
+    assert_eq!(engine.replayed_writes(), UPDATES + 1);
     assert!(!journal_of(&db).exists(), "the replayed journal is removed");
     engine
         .update(id, Patch::new().set("name", "no journal"))

@@ -10,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf, duplex, split};
 use uuid::Uuid;
 
 use crate::common::money;
+use crmsync::sync::Replica;
 
 /// An in-memory replica of a given workspace.
 pub fn replica(workspace: Uuid) -> Engine {
@@ -40,11 +41,10 @@ pub async fn session(a: &Engine, b: &Engine) -> (SyncReport, SyncReport) {
 
 /// Every record of a replica, tombstones included, by id.
 pub fn rows(e: &Engine) -> Vec<Record> {
-    e.store()
-        .all_heads()
+    e.all_heads()
         .unwrap()
         .into_iter()
-        .map(|(id, _)| e.store().get(id).unwrap().unwrap())
+        .map(|(id, _)| e.get_including_deleted(id).unwrap().unwrap())
         .collect()
 }
 

@@ -31,7 +31,6 @@
 //! # }
 //! ```
 
-mod api;
 pub mod apriori;
 pub mod cltv;
 pub mod forecast;

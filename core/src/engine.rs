@@ -1,6 +1,13 @@
 //! The public handle: one replica's records, with validation, history, merge and change
 //! subscriptions.
 
+mod analytics;
+mod export;
+mod import;
+mod membership;
+mod network;
+mod replica;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
@@ -116,8 +123,8 @@ impl Engine {
         self.inner.store.workspace()
     }
 
-    /// The underlying store (for the sync layer and tools).
-    pub fn store(&self) -> &Store {
+    /// The underlying store, for the engine's own modules.
+    pub(crate) fn store(&self) -> &Store {
         &self.inner.store
     }
 
@@ -205,6 +212,32 @@ impl Engine {
     /// The current value of a live record; `None` if it does not exist or is deleted.
     pub fn get(&self, id: RecordId) -> Result<Option<Record>> {
         Ok(self.inner.store.get(id)?.filter(|r| !r.deleted))
+    }
+
+    /// A record as stored, deleted or not: a tombstone comes back with `deleted` set. `None`
+    /// only if no record has this id here.
+    pub fn get_including_deleted(&self, id: RecordId) -> Result<Option<Record>> {
+        self.inner.store.get(id)
+    }
+
+    /// How many records this replica holds, tombstones included.
+    pub fn record_count(&self) -> Result<u64> {
+        self.inner.store.record_count()
+    }
+
+    /// Takes every write so far into the database file itself with one durable commit, so
+    /// the file alone holds everything acknowledged (its journal, `<file>.wal`, starts over).
+    /// Runs on its own as the journal fills and at close; call it before copying a file that
+    /// stays open.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.inner.store.checkpoint()
+    }
+
+    /// How many journaled writes opening the file replayed: writes acknowledged before the
+    /// process ended without closing the engine (a crash, a kill), which the database file
+    /// itself lacked. For diagnostics; nothing was lost.
+    pub fn replayed_writes(&self) -> usize {
+        self.inner.store.replayed_writes()
     }
 
     /// Applies a patch as one change and returns the new value.

@@ -32,9 +32,10 @@ mod background;
 mod fanout;
 mod handshake;
 mod limits;
-mod membership;
+pub(crate) mod membership;
 mod node;
 mod observer;
+mod replica;
 mod session;
 mod tasks;
 
@@ -42,9 +43,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use iroh::{EndpointAddr, EndpointId, PublicKey, RelayUrl, TransportAddr};
-pub use membership::{Credential, Refusal, Revocation, Role};
+pub use membership::{Credential, Membership, Refusal, Revocation, Role};
 pub use node::{NetStatus, Network, PeerStatus, WorkspaceHost};
 pub use observer::{ConnectedPeer, Direction, SessionEvent};
+pub use replica::{SharedReplica, SyncedReplica};
 
 use crate::sync::{SyncError, SyncOptions};
 

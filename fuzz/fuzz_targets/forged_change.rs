@@ -66,7 +66,7 @@ fn cases() -> &'static [Case] {
             cases.push(Case { id, base, change });
         }
         // Whole documents, as a compacted record travels: new here, and known here.
-        let saved = a.store().doc(note).expect("doc").expect("note").save();
+        let saved = a.doc(note).expect("doc").expect("note").save();
         cases.push(Case {
             id: note,
             base: Vec::new(),

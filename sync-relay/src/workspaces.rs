@@ -1,10 +1,10 @@
 //! The relay's workspaces: the replicas it serves, opened from its storage.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use crmsync::Engine;
-use crmsync::net::{PublicKey, SessionEvent, WorkspaceHost};
+use crmsync::net::{PublicKey, SessionEvent, SharedReplica, WorkspaceHost};
 use iroh::SecretKey;
 use uuid::Uuid;
 
@@ -115,7 +115,7 @@ impl Workspaces {
                 Ok(WorkspaceStatus {
                     id: *id,
                     // Counted from the table's length: /status must not read every record.
-                    records: usize::try_from(engine.store().record_count()?).unwrap_or(usize::MAX),
+                    records: usize::try_from(engine.record_count()?).unwrap_or(usize::MAX),
                     revoked_devices: engine.revocations()?.len(),
                 })
             })
@@ -141,8 +141,9 @@ impl Workspaces {
 }
 
 impl WorkspaceHost for Workspaces {
-    fn replica(&self, workspace: Uuid) -> Option<Engine> {
+    fn replica(&self, workspace: Uuid) -> Option<SharedReplica> {
         self.get(workspace)
+            .map(|engine| Arc::new(engine) as SharedReplica)
     }
 
     fn accepts_changes(&self, workspace: Uuid) -> bool {

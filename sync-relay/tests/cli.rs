@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 
 use crate::common::{add_workspace, init, relay, stdout_of};
 use crmsync::net::{EndpointAddr, NetOptions, Role, TransportAddr};
+use crmsync::sync::Replica;
 use crmsync::{Engine, NewRecord, RecordType};
 
 #[test]
@@ -254,10 +255,7 @@ async fn a_relay_killed_mid_sync_keeps_every_applied_batch_and_devices_complete_
     };
     let nl = laptop.enable_network(NetOptions::loopback()).await.unwrap();
     nl.sync_with(relay_addr).await.unwrap();
-    assert_eq!(
-        laptop.store().all_heads().unwrap(),
-        admin.store().all_heads().unwrap()
-    );
+    assert_eq!(laptop.all_heads().unwrap(), admin.all_heads().unwrap());
     nl.shutdown().await;
     server.kill().unwrap();
     server.wait().unwrap();

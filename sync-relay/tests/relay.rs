@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crmsync::net::{EndpointAddr, NetError, NetOptions, Refusal, Role};
+use crmsync::sync::Replica;
 use crmsync::{Engine, EngineOptions, NewRecord, Patch, RecordId, RecordType, Value};
 use crmsync_relay::{Config, Relay, RunningRelay};
 
@@ -148,15 +149,7 @@ async fn the_relay_refuses_outsiders_revoked_devices_and_read_only_pushes() {
     let na = a.enable_network(NetOptions::loopback()).await.unwrap();
     na.sync_with(running.addr()).await.unwrap();
     let ws = a.workspace_id();
-    let heads = || {
-        relay
-            .workspaces()
-            .get(ws)
-            .unwrap()
-            .store()
-            .all_heads()
-            .unwrap()
-    };
+    let heads = || relay.workspaces().get(ws).unwrap().all_heads().unwrap();
     let before = heads();
 
     // A member of a workspace the relay does not serve.
@@ -194,7 +187,7 @@ async fn the_relay_refuses_outsiders_revoked_devices_and_read_only_pushes() {
     let reader = invited(&a, Role::ReadOnly);
     let nro = reader.enable_network(NetOptions::loopback()).await.unwrap();
     nro.sync_with(running.addr()).await.unwrap();
-    let acme = reader.store().all_heads().unwrap()[0].0;
+    let acme = reader.all_heads().unwrap()[0].0;
     assert_eq!(name_of(&reader, acme), Some(Value::from("Acme")));
     reader
         .update(acme, Patch::new().set("name", "Renamed by a reader"))
@@ -304,7 +297,7 @@ async fn a_workspace_over_its_storage_quota_takes_no_changes_but_still_serves() 
         served.get(mine).unwrap().is_none(),
         "the relay took nothing"
     );
-    assert_eq!(served.store().record_count().unwrap(), 1);
+    assert_eq!(served.record_count().unwrap(), 1);
     na.shutdown().await;
 }
 
@@ -487,15 +480,7 @@ async fn limits_refuse_with_a_reason_and_change_nothing() {
     };
     let (relay, running) = relay_with(&a, config).await;
     let ws = a.workspace_id();
-    let records = || {
-        relay
-            .workspaces()
-            .get(ws)
-            .unwrap()
-            .store()
-            .all_heads()
-            .unwrap()
-    };
+    let records = || relay.workspaces().get(ws).unwrap().all_heads().unwrap();
     // Batches well under the relay's largest frame.
     let mut options = NetOptions::loopback();
     options.sync.batch_records = 50;

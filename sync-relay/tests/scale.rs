@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{add_workspace, init, relay, stdout_of};
 use crmsync::net::{EndpointAddr, NetOptions, Network, PublicKey, Role, TransportAddr};
+use crmsync::sync::Replica as _;
 use crmsync::{
     Engine, EngineOptions, NewRecord, Patch, Record, RecordId, RecordType, SearchOptions,
 };
@@ -180,8 +181,7 @@ fn engine_in(workspace: Option<uuid::Uuid>) -> Engine {
 
 /// Live (not deleted) records the device holds: what its user could edit.
 fn live_records(e: &Engine) -> Vec<RecordId> {
-    e.store()
-        .all_heads()
+    e.all_heads()
         .unwrap()
         .into_iter()
         .map(|(id, _)| id)
@@ -235,8 +235,7 @@ fn random_edits(device: &Device, rng: &mut XorShift, created: &Mutex<BTreeSet<Re
 type Replica = Vec<(RecordId, String, Option<Record>)>;
 
 fn replica_state(e: &Engine) -> Replica {
-    e.store()
-        .all_heads()
+    e.all_heads()
         .unwrap()
         .into_iter()
         .map(|(id, heads)| (id, format!("{heads:?}"), e.get(id).unwrap()))

@@ -14,7 +14,7 @@ use super::background::DEBOUNCE;
 use super::limits::Traffic;
 use super::node::{Home, Shared, cursor_of, lock};
 use super::observer::{Direction, SessionEvent};
-use crate::sync::{Replica, SyncReport};
+use crate::sync::SyncReport;
 
 impl Shared {
     /// After a session of a host's `workspace`: push to the workspace's other
@@ -41,14 +41,15 @@ impl Shared {
         let Some(engine) = host.replica(workspace) else {
             return;
         };
-        let Ok(last_seq) = engine.store().last_seq() else {
+        let Ok(last_seq) = engine.last_seq() else {
             return;
         };
         let behind: Vec<EndpointId> = lock(&self.members)
             .iter()
             .filter(|(_, m)| m.workspace == workspace)
             .filter(|(id, _)| {
-                let cursor = Replica::peer_cursor(&engine, &cursor_of(id))
+                let cursor = engine
+                    .peer_cursor(&cursor_of(id))
                     .ok()
                     .flatten()
                     .map_or(0, |c| c.seq);
@@ -112,7 +113,7 @@ async fn push(s: Arc<Shared>, peer: EndpointId, wake: &Arc<Notify>) -> bool {
     let _one_at_a_time = s.outgoing_gate(peer).await;
     let traffic = Arc::new(Traffic::default());
     let outcome = match conn.open_bi().await {
-        Ok(streams) => s.dialed_session(&engine, &peer, streams, &traffic).await,
+        Ok(streams) => s.dialed_session(&*engine, &peer, streams, &traffic).await,
         Err(e) => Err(NetError::Connection(e.to_string())),
     };
     if let Err(e) = &outcome {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::NetError;
 use super::membership::{Credential, Membership, Refusal, Revocation, Role};
-use crate::engine::Engine;
+use super::replica::{SharedReplica, SyncedReplica};
 
 /// Largest frame before the peer is authenticated: a credential is about 200 bytes.
 const MAX_HANDSHAKE_FRAME: usize = 4 << 10;
@@ -102,7 +102,7 @@ async fn recv<R: AsyncRead + Unpin, T: serde::de::DeserializeOwned>(
     Ok(value)
 }
 
-fn presentation(engine: &Engine) -> Result<(Membership, Presentation), NetError> {
+fn presentation(engine: &dyn SyncedReplica) -> Result<(Membership, Presentation), NetError> {
     let membership = engine.membership()?;
     if membership.credential.is_none() {
         return Err(NetError::NotJoined);
@@ -115,7 +115,7 @@ fn presentation(engine: &Engine) -> Result<(Membership, Presentation), NetError>
 
 /// The dialing side: presents itself while reading the peer's presentation.
 pub(crate) async fn dial<R, W>(
-    engine: &Engine,
+    engine: &dyn SyncedReplica,
     remote: &iroh::PublicKey,
     reader: &mut R,
     writer: &mut W,
@@ -143,12 +143,12 @@ where
 /// then this side presents itself. A refusal at any step reaches the peer with its reason
 /// before anything is read for it.
 pub(crate) async fn accept<R, W, S>(
-    pick: impl FnOnce(Option<Uuid>) -> Result<Engine, Refusal>,
+    pick: impl FnOnce(Option<Uuid>) -> Result<SharedReplica, Refusal>,
     admit: impl FnOnce() -> Result<S, Refusal>,
     remote: &iroh::PublicKey,
     reader: &mut R,
     writer: &mut W,
-) -> Result<(Engine, Agreed, S), NetError>
+) -> Result<(SharedReplica, Agreed, S), NetError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -159,8 +159,8 @@ where
         Ok(engine) => engine,
         Err(refusal) => return Err(refuse(refusal, remote, reader, writer).await),
     };
-    let (membership, mine) = presentation(&engine)?;
-    let checked = check(&engine, &membership, remote, &theirs);
+    let (membership, mine) = presentation(&*engine)?;
+    let checked = check(&*engine, &membership, remote, &theirs);
     if let Err(refusal) = &checked {
         return Err(refuse(refusal.clone(), remote, reader, writer).await);
     }
@@ -170,7 +170,7 @@ where
     };
     send(writer, &mine).await?;
     let roles = conclude(&membership, checked, remote, reader, writer).await?;
-    let learned = exchange_revocations(&engine, &membership, reader, writer).await?;
+    let learned = exchange_revocations(&*engine, &membership, reader, writer).await?;
     let agreed = Agreed {
         ours: roles.0,
         theirs: roles.1,
@@ -217,13 +217,13 @@ async fn send_refusal<W: AsyncWrite + Unpin>(
 
 /// Checks the peer's credential against this replica's membership.
 fn check(
-    engine: &Engine,
+    engine: &dyn SyncedReplica,
     membership: &Membership,
     remote: &iroh::PublicKey,
     theirs: &Presentation,
 ) -> Result<Role, Refusal> {
     membership.check(
-        engine.workspace_id(),
+        engine.workspace(),
         theirs.credential.as_ref(),
         remote,
         Utc::now(),
@@ -304,7 +304,7 @@ fn summary(revocations: &[Revocation]) -> Result<RevocationSummary, NetError> {
 /// not ends the session (members only pass on revocations they verified). Returns those that
 /// were new here, now stored.
 async fn exchange_revocations<R, W>(
-    engine: &Engine,
+    engine: &dyn SyncedReplica,
     membership: &Membership,
     reader: &mut R,
     writer: &mut W,
@@ -367,7 +367,7 @@ where
         .collect();
     // Signature checks are CPU work: off the async runtime's workers.
     let fresh =
-        crate::sync::blocking(|| membership.verified_revocations(engine.workspace_id(), &unknown))
+        crate::sync::blocking(|| membership.verified_revocations(engine.workspace(), &unknown))
             .map_err(|_| {
                 NetError::Handshake(
                     "the peer sent a revocation the workspace admin did not sign".to_string(),

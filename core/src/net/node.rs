@@ -15,11 +15,11 @@ use tokio::sync::{Notify, Semaphore, watch};
 use super::background::Background;
 use super::limits::{ByteBudgets, Gate, Traffic};
 use super::observer::{ConnectedPeer, Direction, SessionEvent};
+use super::replica::{SharedReplica, SyncedReplica};
 use super::session::breaks_connection;
 use super::tasks::Tasks;
 use super::{ALPN, NetError, NetOptions};
-use crate::engine::Engine;
-use crate::sync::{PeerRef, Replica, SyncReport};
+use crate::sync::{PeerRef, SyncReport};
 
 /// How long a finished session waits for the peer to read its last frames before the stream
 /// is dropped (only matters when the endpoint closes right after).
@@ -64,17 +64,17 @@ struct PeerEntry {
 
 /// What the network serves: one device's replica, or a host's replicas of many workspaces.
 pub(super) enum Home {
-    Device(Engine),
+    Device(SharedReplica),
     Host(Arc<dyn WorkspaceHost>),
 }
 
 /// A host of many workspaces under one node identity (the relay): incoming sessions are
 /// routed to the replica of the workspace named in the peer's credential. Each replica must
-/// hold a credential issued to the host's node id ([`Engine::set_node_key`], then
-/// [`Engine::join`]).
+/// hold a credential issued to the host's node id ([`crate::Engine::set_node_key`], then
+/// [`crate::Engine::join`]).
 pub trait WorkspaceHost: Send + Sync + 'static {
     /// The replica of `workspace`, if it is served here.
-    fn replica(&self, workspace: uuid::Uuid) -> Option<Engine>;
+    fn replica(&self, workspace: uuid::Uuid) -> Option<SharedReplica>;
 
     /// Whether `workspace` takes changes now (default: yes). A host over a storage quota says
     /// no: its sessions still send, and devices keep their changes for later. Asked once per
@@ -157,18 +157,6 @@ impl std::fmt::Debug for Network {
     }
 }
 
-impl Engine {
-    /// Starts networking: binds an iroh endpoint with this device's node key and accepts
-    /// sessions from members of the workspace. The device must have joined (or created) the
-    /// workspace first. Must be called within a tokio runtime.
-    pub async fn enable_network(&self, options: NetOptions) -> Result<Network, NetError> {
-        if self.credential()?.is_none() {
-            return Err(NetError::NotJoined);
-        }
-        Network::start(self.node_key()?, Home::Device(self.clone()), options).await
-    }
-}
-
 impl Network {
     /// Starts a network that hosts many workspaces under the node key `key` (a relay): it
     /// accepts sessions from members of every workspace `host` serves and dials nobody.
@@ -178,6 +166,15 @@ impl Network {
         options: NetOptions,
     ) -> Result<Network, NetError> {
         Network::start(key, Home::Host(host), options).await
+    }
+
+    /// Starts the network of one device's replica (see `Engine::enable_network`).
+    pub(crate) async fn device(
+        key: iroh::SecretKey,
+        replica: SharedReplica,
+        options: NetOptions,
+    ) -> Result<Network, NetError> {
+        Network::start(key, Home::Device(replica), options).await
     }
 
     async fn start(
@@ -399,7 +396,7 @@ impl Shared {
     }
 
     /// The device's replica; `None` on a host of many workspaces.
-    pub(super) fn device(&self) -> Option<&Engine> {
+    pub(super) fn device(&self) -> Option<&SharedReplica> {
         match &self.home {
             Home::Device(engine) => Some(engine),
             Home::Host(_) => None,
@@ -408,13 +405,13 @@ impl Shared {
 
     fn compute_status(&self) -> NetStatus {
         let device = self.device();
-        let last_seq = device.map_or(0, |e| e.store().last_seq().unwrap_or(0));
+        let last_seq = device.map_or(0, |e| e.last_seq().unwrap_or(0));
         let connections = lock(&self.connections);
         let peers = lock(&self.peers)
             .iter()
             .map(|(id, e)| {
                 let cursor = device
-                    .and_then(|d| Replica::peer_cursor(d, &cursor_of(id)).ok().flatten())
+                    .and_then(|d| d.peer_cursor(&cursor_of(id)).ok().flatten())
                     .map_or(0, |c| c.seq);
                 PeerStatus {
                     node_id: *id,
@@ -568,7 +565,7 @@ impl Shared {
         let peer = addr.id;
         let reused = self.open_connection(&peer).is_some();
         let conn = self.connection(addr.clone()).await?;
-        let outcome = self.session_over(engine, &peer, &conn).await;
+        let outcome = self.session_over(&**engine, &peer, &conn).await;
         match outcome {
             Err(e) if breaks_connection(&e) => {
                 // A peer that crashed or restarted leaves a connection that looks open until
@@ -579,7 +576,7 @@ impl Shared {
                 }
                 tracing::debug!(%peer, error = %e, "reused connection failed; dialing again");
                 let conn = self.connection(addr).await?;
-                let outcome = self.session_over(engine, &peer, &conn).await;
+                let outcome = self.session_over(&**engine, &peer, &conn).await;
                 if outcome.as_ref().is_err_and(breaks_connection) {
                     self.discard(&conn);
                 }
@@ -591,7 +588,7 @@ impl Shared {
 
     async fn session_over(
         &self,
-        engine: &Engine,
+        engine: &dyn SyncedReplica,
         peer: &EndpointId,
         conn: &Connection,
     ) -> Result<SyncReport, NetError> {

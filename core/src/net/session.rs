@@ -11,8 +11,8 @@ use super::handshake::{self, Agreed};
 use super::limits::{Metered, Traffic};
 use super::node::{Home, LINGER, Member, Shared, lock};
 use super::observer::SessionEvent;
+use super::replica::{SharedReplica, SyncedReplica};
 use super::{NetError, Refusal, Revocation};
-use crate::engine::Engine;
 use crate::sync::{self, SyncError, SyncOptions, SyncReport};
 
 impl Shared {
@@ -21,7 +21,7 @@ impl Shared {
     /// (one per peer at a time, see `outgoing_gate`).
     pub(super) async fn dialed_session(
         &self,
-        engine: &Engine,
+        engine: &dyn SyncedReplica,
         peer: &EndpointId,
         (send, recv): (SendStream, RecvStream),
         traffic: &Arc<Traffic>,
@@ -31,7 +31,7 @@ impl Shared {
         let agreed = self
             .within_handshake_timeout(handshake::dial(engine, peer, &mut recv, &mut send))
             .await?;
-        self.joined(peer, engine.workspace_id());
+        self.joined(peer, engine.workspace());
         self.cut_off(&agreed.learned);
         self.within_deadline(run_session(
             engine,
@@ -94,7 +94,7 @@ impl Shared {
             return (None, Err(NetError::PeerRefused(refusal)));
         };
         let mut picked = None;
-        let pick = |claimed: Option<uuid::Uuid>| -> Result<Engine, Refusal> {
+        let pick = |claimed: Option<uuid::Uuid>| -> Result<SharedReplica, Refusal> {
             let engine = match (&self.home, claimed) {
                 (Home::Device(engine), _) => engine.clone(),
                 (Home::Host(_), None) => return Err(Refusal::NoCredential),
@@ -102,7 +102,7 @@ impl Shared {
                     .replica(workspace)
                     .ok_or(Refusal::UnknownWorkspace { workspace })?,
             };
-            picked = Some(engine.workspace_id());
+            picked = Some(engine.workspace());
             Ok(engine)
         };
         let admit = || {
@@ -113,17 +113,17 @@ impl Shared {
         let outcome = match self.within_handshake_timeout(handshake).await {
             Ok((engine, agreed, _slot)) => {
                 drop(handshake_place);
-                self.joined(remote, engine.workspace_id());
+                self.joined(remote, engine.workspace());
                 self.cut_off(&agreed.learned);
                 let mut options = self.options.sync.clone();
                 if let Home::Host(host) = &self.home
-                    && !host.accepts_changes(engine.workspace_id())
+                    && !host.accepts_changes(engine.workspace())
                 {
-                    tracing::warn!(peer = %remote, workspace = %engine.workspace_id(),
+                    tracing::warn!(peer = %remote, workspace = %engine.workspace(),
                         "workspace over its storage quota: taking no changes");
                     options.accept_changes = false;
                 }
-                let session = run_session(&engine, remote, agreed, &options, (send, recv));
+                let session = run_session(&*engine, remote, agreed, &options, (send, recv));
                 self.within_deadline(session).await
             }
             Err(e) => Err(e),
@@ -197,7 +197,7 @@ pub(super) fn breaks_connection(e: &NetError) -> bool {
 
 /// The sync protocol on a stream whose handshake agreed on the roles.
 async fn run_session(
-    engine: &Engine,
+    engine: &dyn SyncedReplica,
     peer: &EndpointId,
     agreed: Agreed,
     options: &SyncOptions,

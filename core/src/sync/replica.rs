@@ -6,13 +6,12 @@ use automerge::{Automerge, ChangeHash};
 use uuid::Uuid;
 
 use super::PeerRef;
-use crate::engine::Engine;
 use crate::error::Result;
 use crate::model::{DeviceId, RecordId};
 use crate::store::PeerCursor;
 
 /// What the sync protocol needs of a replica: list heads, read changes, apply changes, and
-/// remember how far it got with each peer. [`Engine`] implements it; so can any store that
+/// remember how far it got with each peer. [`crate::Engine`] implements it; so can any store that
 /// keeps Automerge documents per record.
 pub trait Replica {
     /// The workspace the replica belongs to.
@@ -58,66 +57,4 @@ pub struct Applied {
     pub seqs: Vec<u64>,
     /// Records left out because they cannot be merged with the stored record of their id.
     pub skipped: Vec<RecordId>,
-}
-
-impl Replica for Engine {
-    fn workspace(&self) -> Uuid {
-        self.workspace_id()
-    }
-
-    fn replica_id(&self) -> DeviceId {
-        self.device_id()
-    }
-
-    fn last_seq(&self) -> Result<u64> {
-        self.store().last_seq()
-    }
-
-    fn all_heads(&self) -> Result<Vec<(RecordId, Vec<ChangeHash>)>> {
-        self.store().all_heads()
-    }
-
-    fn changed_since(&self, seq: u64) -> Result<Vec<(RecordId, Vec<ChangeHash>)>> {
-        self.store().changed_since(seq)
-    }
-
-    fn heads(&self, id: RecordId) -> Result<Vec<ChangeHash>> {
-        self.store().heads(id)
-    }
-
-    fn doc(&self, id: RecordId) -> Result<Option<Arc<Automerge>>> {
-        self.store().shared_doc(id)
-    }
-
-    fn stored_changes_after(&self, id: RecordId, have: &[ChangeHash]) -> Result<Option<Vec<u8>>> {
-        self.store().stored_changes_after(id, have)
-    }
-
-    fn doc_bytes(&self, id: RecordId) -> Result<Option<Vec<u8>>> {
-        self.store().doc_bytes(id)
-    }
-
-    fn apply(&self, batch: &[(RecordId, Vec<u8>)]) -> Result<Applied> {
-        // Through the engine, so subscribers (and everything fed by them) hear of the merge.
-        let merged = self.apply_changes_skipping_conflicts(batch)?;
-        for (id, reason) in &merged.skipped {
-            tracing::warn!(record = %id, %reason, "left a received record out");
-        }
-        Ok(Applied {
-            seqs: merged.events.iter().map(|e| e.seq).collect(),
-            skipped: merged.skipped.into_iter().map(|(id, _)| id).collect(),
-        })
-    }
-
-    fn peer_cursor(&self, peer: &PeerRef) -> Result<Option<PeerCursor>> {
-        self.store().peer_cursor(&peer.cursor_name())
-    }
-
-    fn set_peer_cursor(&self, peer: &PeerRef, cursor: PeerCursor) -> Result<()> {
-        self.store().set_peer_cursor(&peer.cursor_name(), cursor)
-    }
-
-    fn forget_peer_cursor(&self, peer: &PeerRef) -> Result<()> {
-        self.store().forget_peer_cursor(&peer.cursor_name())
-    }
 }

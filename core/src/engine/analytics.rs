@@ -1,17 +1,17 @@
-//! The engine's analytics calls: each gathers rows with one scan per record type and runs the
-//! pure function of its module.
+//! The engine's analytics calls: each gathers rows with one scan per record type and hands
+//! them to the pure function of its analytics module (which never sees the engine).
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::apriori::{self, AprioriParams, Associations, Baskets, Recommendation};
-use super::cltv::{self, CltvParams, CltvRow};
-use super::forecast::{self, ForecastParams, SalesForecast};
-use super::funnel::{self, FunnelReport, StageChange, StagePath};
-use super::pipeline::{self, PipelineParams, PipelineReport};
-use super::rfm::{self, RfmParams, RfmRow};
-use super::service::{self, ServiceParams, ServiceStats};
-use super::visit_plan::{self, VisitCandidate, VisitInputs, VisitPlanParams};
-use super::{AnalyticsResult, OrderFact, order_items};
+use crate::analytics::apriori::{self, AprioriParams, Associations, Baskets, Recommendation};
+use crate::analytics::cltv::{self, CltvParams, CltvRow};
+use crate::analytics::forecast::{self, ForecastParams, SalesForecast};
+use crate::analytics::funnel::{self, FunnelReport, StageChange, StagePath};
+use crate::analytics::pipeline::{self, PipelineParams, PipelineReport};
+use crate::analytics::rfm::{self, RfmParams, RfmRow};
+use crate::analytics::service::{self, ServiceParams, ServiceStats};
+use crate::analytics::visit_plan::{self, VisitCandidate, VisitInputs, VisitPlanParams};
+use crate::analytics::{AnalyticsResult, OrderFact, order_items};
 use crate::engine::Engine;
 use crate::model::{Record, RecordId, RecordType, Value};
 
