@@ -7,6 +7,7 @@
 use std::sync::OnceLock;
 
 use crmsync::model::Schema;
+use crmsync::sync::Replica;
 use crmsync::{Engine, NewRecord, Patch, RecordId, RecordType, Store, StoreOptions, Value};
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
@@ -54,7 +55,9 @@ fn cases() -> &'static [Case] {
             });
             let before = a.heads(id).expect("heads");
             let patch = if id == company {
-                Patch::new().set("industry", "Retail").set("employee_count", 12)
+                Patch::new()
+                    .set("industry", "Retail")
+                    .set("employee_count", 12)
             } else {
                 Patch::new().splice_text("body", 0, 6, "met")
             };
@@ -79,7 +82,10 @@ fn cases() -> &'static [Case] {
             change: saved,
         });
         a.delete(company).expect("delete");
-        let before = a.export_changes(company, &[]).expect("export").expect("record");
+        let before = a
+            .export_changes(company, &[])
+            .expect("export")
+            .expect("record");
         cases.push(Case {
             id: company,
             base: Vec::new(),
@@ -122,15 +128,24 @@ fuzz_target!(|data: &[u8]| {
             .apply_changes(&schema, &[(case.id, case.base.clone())])
             .expect("base applies");
     }
-    let before = (store.get(case.id).expect("row"), store.heads(case.id).expect("heads"));
+    let before = (
+        store.get(case.id).expect("row"),
+        store.heads(case.id).expect("heads"),
+    );
     match store.apply_changes(&schema, &[(case.id, bytes)]) {
         Err(_) => {
-            let after = (store.get(case.id).expect("row"), store.heads(case.id).expect("heads"));
+            let after = (
+                store.get(case.id).expect("row"),
+                store.heads(case.id).expect("heads"),
+            );
             assert_eq!(after, before, "a refused change altered the store");
         }
         Ok(_) => {
             let row = store.get(case.id).expect("row").expect("merged record");
-            let doc = store.doc(case.id).expect("document loads").expect("document");
+            let doc = store
+                .doc(case.id)
+                .expect("document loads")
+                .expect("document");
             let read = crmsync::doc::materialize(&doc, case.id, &schema).expect("materializes");
             assert_eq!(row, read, "row and document disagree");
         }

@@ -6,7 +6,9 @@
 #![no_main]
 
 use crmsync::sync::message::Hello;
-use crmsync::sync::{FrameDecoder, Message, PROTOCOL_VERSION, SyncMachine, SyncOptions, encode_frame};
+use crmsync::sync::{
+    FrameDecoder, Message, PROTOCOL_VERSION, SyncMachine, SyncOptions, encode_frame,
+};
 use crmsync::{DeviceId, Engine, EngineOptions, ListQuery, NewRecord, RecordType};
 use libfuzzer_sys::fuzz_target;
 
@@ -56,7 +58,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     for record_type in [RecordType::Company, RecordType::Contact, RecordType::Deal] {
-        for record in engine.list(&ListQuery::new(record_type)).expect("rows read") {
+        for record in engine
+            .list(&ListQuery::new(record_type))
+            .expect("rows read")
+        {
             engine.get(record.id).expect("record reads");
         }
     }
