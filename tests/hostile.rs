@@ -747,3 +747,62 @@ async fn ten_thousand_revocations_travel_and_a_revoked_device_is_cut_off_at_once
         n.shutdown().await;
     }
 }
+
+/// A peer that sends reconciliation requests and never reads the answers: the session stops
+/// reading once an answer waits behind the one being written, so the peer's own writes stall
+/// (and the idle timeout ends it) instead of answers piling up in memory.
+#[tokio::test]
+async fn a_peer_that_does_not_read_its_answers_is_not_answered_into_memory() {
+    use crmsync::sync::message::{Changed, Hello, Range};
+    use crmsync::sync::{Message, PROTOCOL_VERSION, encode_frame};
+    use tokio::io::AsyncWriteExt;
+
+    let ws = Uuid::new_v4();
+    let e = replica(ws);
+    let records: Vec<NewRecord> = (0..3000)
+        .map(|i| NewRecord::new(RecordType::Company).with("name", format!("C{i}")))
+        .collect();
+    e.create_many(records).unwrap();
+    let mut requests = Vec::new();
+    for message in [
+        Message::Hello(Hello {
+            protocol: PROTOCOL_VERSION,
+            workspace: ws,
+            // The smallest id: the peer drives reconciliation, the engine answers.
+            replica: crmsync::DeviceId([0; 16]),
+            nonce: [1; 16],
+            accepts_changes: true,
+        }),
+        Message::Changed(Changed {
+            session: None,
+            records: None,
+        }),
+    ] {
+        requests.extend(encode_frame(&message).unwrap());
+    }
+    for round in 0..60u128 {
+        let ranges = vec![Range::Fingerprint {
+            lower: 0,
+            upper: u128::MAX,
+            fingerprint: round,
+            count: 1,
+        }];
+        requests.extend(encode_frame(&Message::Reconcile(ranges)).unwrap());
+    }
+    // A small pipe: each answer (16 fingerprints) is larger than it holds.
+    let (x, mut peer) = duplex(512);
+    let (xr, xw) = split(x);
+    let options = SyncOptions {
+        idle_timeout: Duration::from_secs(2),
+        ..SyncOptions::default()
+    };
+    let session = tokio::spawn(async move { sync(&e, xr, xw, &options).await });
+    let flooded = tokio::time::timeout(Duration::from_millis(800), peer.write_all(&requests)).await;
+    assert!(
+        flooded.is_err(),
+        "the session took all {} bytes of requests without its answers being read",
+        requests.len()
+    );
+    let ended = session.await.unwrap();
+    assert!(matches!(ended, Err(SyncError::Timeout(_))), "{ended:?}");
+}

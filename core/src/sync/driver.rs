@@ -84,8 +84,12 @@ where
         Err(e) => {
             tracing::warn!(error = %e, "sync session failed");
             if let Some(abort) = blocking(|| machine.fail(&e)) {
-                let _ = tx.send(&abort).await;
-                let _ = tx.finish().await;
+                // Bounded: a peer that stopped reading must not hold the session open.
+                let tell = async {
+                    let _ = tx.send(&abort).await;
+                    let _ = tx.finish().await;
+                };
+                let _ = tokio::time::timeout(ABORT_GRACE, tell).await;
             }
             Err(e)
         }
@@ -126,7 +130,10 @@ where
             return Ok(report.clone());
         }
         let busy = tx.is_busy();
-        let listening = !machine.is_finished();
+        // Reading goes on while one frame is written (both sides write at once in the
+        // exchange), but not while more wait behind it: answers never pile up for a peer
+        // that does not read them.
+        let listening = !machine.is_finished() && !machine.has_queued();
         tokio::select! {
             written = tx.write_some(), if busy => written?,
             message = rx.recv(), if listening => {

@@ -161,6 +161,13 @@ impl<'r, P: Replica + ?Sized> SyncMachine<'r, P> {
         Ok(Some(message))
     }
 
+    /// Whether messages wait to be sent (besides any the driver is writing). A driver stops
+    /// reading meanwhile: a peer that sends requests without reading the answers then stalls
+    /// itself instead of making them pile up here.
+    pub fn has_queued(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
     /// Whether [`Self::poll_transmit`] would read the replica to produce the next message
     /// (a driver on an async runtime then runs it where blocking is allowed).
     pub fn transmit_reads_store(&self) -> bool {
