@@ -32,13 +32,20 @@ fn journal_child_writer() {
             .update(company.id, Patch::new().set("name", name(n)))
             .expect("update");
     }
-    println!("\n@@ {}", company.id);
+    println!("\n@@ record {}", company.id);
+    println!("\n@@ identity {}", engine.store().identity());
     // Ends the process as a crash would, as far as the files are concerned.
     std::process::exit(0);
 }
 
 /// Runs the child writer on `db`; returns the id of the company it wrote.
 fn write_and_vanish(db: &Path) -> RecordId {
+    write_and_vanish_with_identity(db).0
+}
+
+/// Runs the child writer on `db`; returns the id of the company it wrote and the database's
+/// identity (which journal checksums cover).
+fn write_and_vanish_with_identity(db: &Path) -> (RecordId, [u8; 16]) {
     let exe = std::env::current_exe().expect("test binary path");
     let out = Command::new(exe)
         .args([
@@ -54,11 +61,20 @@ fn write_and_vanish(db: &Path) -> RecordId {
         .expect("run the child writer");
     assert!(out.status.success(), "child failed: {out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let id = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("@@ "))
-        .unwrap_or_else(|| panic!("child printed no id: {stdout}"));
-    id.parse().expect("record id")
+    let line = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("child printed no {prefix}: {stdout}"))
+            .to_string()
+    };
+    let id = line("@@ record ").parse().expect("record id");
+    let hex = line("@@ identity ");
+    let mut identity = [0u8; 16];
+    for (i, byte) in identity.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("identity hex");
+    }
+    (id, identity)
 }
 
 fn journal_of(db: &Path) -> std::path::PathBuf {
@@ -211,4 +227,246 @@ fn without_a_journal_writes_commit_durably_and_a_left_journal_is_replayed_first(
     let engine = Engine::open(&db).expect("reopen with the journal");
     let company = engine.get(id).expect("get").expect("company exists");
     assert_eq!(company.text("name"), Some("no journal"));
+}
+
+/// The journal's record layout, as `core/src/store/journal.rs` writes it: magic, version,
+/// payload length, epoch, index, CRC-32; little-endian.
+const MAGIC: u32 = 0x5657_5343;
+const VERSION: u8 = 1;
+const HEADER: usize = 4 + 1 + 4 + 8 + 4 + 4;
+/// The layout before records carried a version: magic, payload length, epoch, index, CRC-32.
+const LEGACY_MAGIC: u32 = 0x4c57_5343;
+
+/// CRC-32 over the database identity, the version (none in the legacy layout), epoch, index,
+/// payload length and payload.
+fn checksum(
+    identity: &[u8; 16],
+    version: Option<u8>,
+    epoch: u64,
+    index: u32,
+    payload: &[u8],
+) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(identity);
+    if let Some(version) = version {
+        h.update(&[version]);
+    }
+    h.update(&epoch.to_le_bytes());
+    h.update(&index.to_le_bytes());
+    h.update(&(payload.len() as u32).to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+fn record_bytes(
+    identity: &[u8; 16],
+    version: u8,
+    epoch: u64,
+    index: u32,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut out = MAGIC.to_le_bytes().to_vec();
+    out.push(version);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&epoch.to_le_bytes());
+    out.extend_from_slice(&index.to_le_bytes());
+    let sum = checksum(identity, Some(version), epoch, index, payload);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+fn legacy_record_bytes(identity: &[u8; 16], epoch: u64, index: u32, payload: &[u8]) -> Vec<u8> {
+    let mut out = LEGACY_MAGIC.to_le_bytes().to_vec();
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&epoch.to_le_bytes());
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(&checksum(identity, None, epoch, index, payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A record read back from the journal.
+#[derive(Debug, PartialEq)]
+struct Written {
+    epoch: u64,
+    index: u32,
+    payload: Vec<u8>,
+}
+
+/// The records at the start of a journal, each checked to be of the current layout and
+/// version with the checksum computed above; and the offset after them.
+fn read_journal(bytes: &[u8], identity: &[u8; 16]) -> (Vec<Written>, usize) {
+    let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at + HEADER <= bytes.len() && u32_at(at) == MAGIC {
+        assert_eq!(bytes[at + 4], VERSION, "records carry the current version");
+        let len = u32_at(at + 5) as usize;
+        let epoch = u64::from_le_bytes(bytes[at + 9..at + 17].try_into().expect("8 bytes"));
+        let index = u32_at(at + 17);
+        let payload = bytes[at + HEADER..at + HEADER + len].to_vec();
+        assert_eq!(
+            u32_at(at + 21),
+            checksum(identity, Some(VERSION), epoch, index, &payload),
+            "the checksum is computed as this test does"
+        );
+        out.push(Written {
+            epoch,
+            index,
+            payload,
+        });
+        at += HEADER + len;
+    }
+    (out, at)
+}
+
+/// The child's journal with one more record appended: whole, of the current epoch and the next
+/// index, of `version`.
+fn append_forged(db: &Path, identity: &[u8; 16], version: u8, payload: &[u8]) -> usize {
+    let path = journal_of(db);
+    let mut bytes = std::fs::read(&path).expect("read the journal");
+    let (records, end) = read_journal(&bytes, identity);
+    assert_eq!(records.len(), UPDATES + 1);
+    let index = records.len() as u32;
+    let forged = record_bytes(identity, version, records[0].epoch, index, payload);
+    bytes[end..end + forged.len()].copy_from_slice(&forged);
+    std::fs::write(&path, &bytes).expect("write the journal");
+    end
+}
+
+#[test]
+fn a_record_of_a_newer_version_refuses_the_open_and_loses_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("crm.redb");
+    let (id, identity) = write_and_vanish_with_identity(&db);
+    let end = append_forged(
+        &db,
+        &identity,
+        VERSION + 1,
+        b"a write this build cannot read",
+    );
+
+    for _ in 0..2 {
+        match Engine::open(&db) {
+            Err(crmsync::Error::Store(
+                e @ crmsync::StoreError::JournalVersion {
+                    found, supported, ..
+                },
+            )) => {
+                assert_eq!((found, supported), (VERSION + 1, VERSION));
+                let message = e.to_string();
+                assert!(message.contains("version 2"), "{message}");
+                assert!(message.contains("upgrade the app"), "{message}");
+            }
+            other => panic!("expected a journal version error, got {other:?}"),
+        }
+    }
+
+    // What a newer build would do after replaying its record: the records before it are still
+    // there, none was replayed and dropped by the refused opens.
+    let path = journal_of(&db);
+    let mut bytes = std::fs::read(&path).expect("read the journal");
+    bytes[end..end + HEADER].fill(0);
+    std::fs::write(&path, &bytes).expect("write the journal");
+    let engine = Engine::open(&db).expect("reopen");
+    assert_eq!(engine.store().replayed_writes(), UPDATES + 1);
+    let company = engine.get(id).expect("get").expect("company exists");
+    assert_eq!(company.text("name"), Some(name(UPDATES).as_str()));
+}
+
+#[test]
+fn a_torn_record_of_a_newer_version_ends_the_journal() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("crm.redb");
+    let (id, identity) = write_and_vanish_with_identity(&db);
+    let end = append_forged(&db, &identity, VERSION + 1, b"cut short");
+    // Its checksum fails: a record cut short, not one to refuse the open for.
+    let path = journal_of(&db);
+    let mut bytes = std::fs::read(&path).expect("read the journal");
+    bytes[end + HEADER] ^= 0xff;
+    std::fs::write(&path, &bytes).expect("write the journal");
+
+    let engine = Engine::open(&db).expect("reopen");
+    assert_eq!(engine.store().replayed_writes(), UPDATES + 1);
+    let company = engine.get(id).expect("get").expect("company exists");
+    assert_eq!(company.text("name"), Some(name(UPDATES).as_str()));
+}
+
+#[test]
+fn a_journal_in_the_layout_before_versions_is_replayed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("crm.redb");
+    let (id, identity) = write_and_vanish_with_identity(&db);
+    // As the build before versions would have left the same writes.
+    let path = journal_of(&db);
+    let bytes = std::fs::read(&path).expect("read the journal");
+    let (records, _) = read_journal(&bytes, &identity);
+    assert_eq!(records.len(), UPDATES + 1);
+    let mut legacy = Vec::with_capacity(bytes.len());
+    for r in &records {
+        legacy.extend(legacy_record_bytes(&identity, r.epoch, r.index, &r.payload));
+    }
+    legacy.resize(bytes.len(), 0);
+    std::fs::write(&path, &legacy).expect("write the journal");
+
+    let engine = Engine::open(&db).expect("reopen");
+    assert_eq!(engine.store().replayed_writes(), UPDATES + 1);
+    let company = engine.get(id).expect("get").expect("company exists");
+    assert_eq!(company.text("name"), Some(name(UPDATES).as_str()));
+    assert_eq!(engine.history(id).expect("history").len(), UPDATES + 1);
+    engine
+        .update(id, Patch::new().set("name", "after"))
+        .expect("update after replay");
+    // The journal goes on in the current layout.
+    let bytes = std::fs::read(&path).expect("read the journal");
+    let (records, _) = read_journal(&bytes, &identity);
+    assert_eq!(records.len(), 1);
+    drop(engine);
+
+    let engine = Engine::open(&db).expect("reopen after a clean close");
+    assert_eq!(engine.store().replayed_writes(), 0);
+    let company = engine.get(id).expect("get").expect("company exists");
+    assert_eq!(company.text("name"), Some("after"));
+}
+
+#[test]
+fn a_transaction_that_changes_nothing_writes_no_record() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("crm.redb");
+    let engine = Engine::open(&db).expect("open");
+    let identity = engine.store().identity().0;
+    let path = journal_of(&db);
+    let company = engine
+        .create(NewRecord::new(RecordType::Company).with("name", "Acme"))
+        .expect("create");
+    engine.delete(company.id).expect("delete");
+    let before = std::fs::read(&path).expect("read the journal");
+    let (records, _) = read_journal(&before, &identity);
+    assert_eq!(records.len(), 2, "the create and the delete");
+
+    // Deleting what is deleted, and merging changes the replica holds already (what a sync
+    // session that brings nothing new does), change nothing.
+    engine.delete(company.id).expect("delete again");
+    let known = engine
+        .export_changes(company.id, &[])
+        .expect("export")
+        .expect("the record is known");
+    let events = engine
+        .apply_changes(&[(company.id, known)])
+        .expect("merge what is known");
+    assert!(events.is_empty());
+    assert_eq!(
+        std::fs::read(&path).expect("read the journal"),
+        before,
+        "no record was written"
+    );
+
+    // No checkpoint either (which would start a new epoch): the next write's record follows
+    // the last one in the same epoch.
+    engine.restore(company.id).expect("restore");
+    let (after, _) = read_journal(&std::fs::read(&path).expect("read"), &identity);
+    assert_eq!(&after[..2], &records[..]);
+    assert_eq!(after.len(), 3);
+    assert_eq!((after[2].epoch, after[2].index), (records[0].epoch, 2));
 }

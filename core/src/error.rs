@@ -38,6 +38,21 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The journal beside the file (`<file>.wal`) holds a write, not yet in the file, that a
+    /// newer crmsync recorded in a form this build cannot read. Opening anyway would lose that
+    /// write, so the file is refused until a build that reads it opens (and so replays) it.
+    #[error(
+        "journal {path}: a write not yet in the database was recorded by a newer crmsync \
+         (journal record version {found}, this crmsync reads up to {supported}): upgrade the app"
+    )]
+    JournalVersion {
+        /// The journal file.
+        path: std::path::PathBuf,
+        /// The record's version.
+        found: u8,
+        /// The newest version this build reads.
+        supported: u8,
+    },
     /// The file was written by a newer crmsync.
     #[error(
         "the database format is version {found}, this crmsync reads up to {supported}: upgrade the app"

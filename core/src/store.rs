@@ -8,6 +8,7 @@ mod journal;
 mod merge;
 pub use merge::Merged;
 mod patch;
+mod recorded;
 mod stamp;
 mod tables;
 mod write;
@@ -21,7 +22,8 @@ use uuid::Uuid;
 use crate::error::{Error, Result, StoreError};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{Customizations, DeviceId, Record, RecordId, RecordType};
-use tables::{BY_TYPE, DOC_CHANGES, DOCS, HEADS, LOG, META, ROWS};
+use recorded::{BY_TYPE, DOC_CHANGES, DOCS, HEADS, LOG, ROWS};
+use tables::META;
 
 /// On-disk format version this build writes and reads. 1: the first. 2: peer cursors carry
 /// the session they were recorded in, and the device id writes go under is kept apart from
@@ -95,7 +97,8 @@ pub struct PeerCursor {
 /// Storage of one replica.
 pub struct Store {
     db: Database,
-    /// Dropped after `db` (fields drop in order): stamps the file once it is closed.
+    /// Dropped after `db` (fields drop in order): stamps the file once it is closed. Set only
+    /// once an open has succeeded.
     _stamp: Option<stamp::CloseStamp>,
     /// The id this replica writes its changes under (its Automerge actor).
     device: DeviceId,
@@ -172,27 +175,29 @@ impl Store {
         // `create` opens a valid file and initializes a missing or empty one (an empty file is
         // what a crash between creating the file and writing its header leaves).
         let db = builder.create(path)?;
-        let mut store = Self::init(db, options, Some(stamp::CloseStamp::new(path)))?;
+        let mut store = Self::init(db, options)?;
         let (journal, replayed) = commit::recover(
             &store.db,
             path,
             (store.identity, store.options.journal_bytes),
-            store.options.compaction_threshold,
         )?;
         store.journal = journal.map(std::sync::Mutex::new);
         store.replayed = replayed;
         store.upgrade_format()?;
         store.device = store.actor_for_this_run(unchanged)?;
+        // Only an open that succeeded stamps the file when it closes: one that failed (a
+        // journal it cannot replay, say) must not pass an unclean file off as closed cleanly.
+        store._stamp = Some(stamp::CloseStamp::new(path));
         Ok(store)
     }
 
     /// A store held in memory only (tests, scratch replicas).
     pub fn in_memory(options: StoreOptions) -> Result<Self> {
         let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
-        Self::init(db, options, None)
+        Self::init(db, options)
     }
 
-    fn init(db: Database, options: StoreOptions, stamp: Option<stamp::CloseStamp>) -> Result<Self> {
+    fn init(db: Database, options: StoreOptions) -> Result<Self> {
         // Opening an initialized file only reads: no write transaction, so no fsync on open.
         let (device, workspace) = match Self::read_identity(&db)? {
             Some(identity) => identity,
@@ -209,7 +214,7 @@ impl Store {
         }
         Ok(Self {
             db,
-            _stamp: stamp,
+            _stamp: None,
             device,
             identity: device,
             workspace: std::sync::RwLock::new(workspace),
@@ -246,13 +251,7 @@ impl Store {
     fn initialize(db: &Database, workspace: Option<Uuid>) -> Result<(DeviceId, Uuid)> {
         let txn = db.begin_write()?;
         let identity = {
-            // Create every table so readers never meet a missing one.
-            txn.open_table(DOCS)?;
-            txn.open_table(DOC_CHANGES)?;
-            txn.open_table(ROWS)?;
-            txn.open_table(HEADS)?;
-            txn.open_table(LOG)?;
-            txn.open_table(BY_TYPE)?;
+            recorded::create(&txn)?;
             let mut meta = txn.open_table(META)?;
             let stored = meta.get(META_FORMAT)?.map(|v| v.value().to_vec());
             match stored {
@@ -343,7 +342,7 @@ impl Store {
         }
         let txn = self.db.begin_write()?;
         {
-            if txn.open_table(DOCS)?.first()?.is_some() {
+            if recorded::holds_records(&txn)? {
                 return Err(StoreError::WorkspaceMismatch {
                     file: *current,
                     requested: workspace,
@@ -383,7 +382,7 @@ impl Store {
     /// The materialized record, including tombstoned ones.
     pub fn get(&self, id: RecordId) -> Result<Option<Record>> {
         let txn = self.db.begin_read()?;
-        let rows = txn.open_table(ROWS)?;
+        let rows = ROWS.read(&txn)?;
         let key = id.as_u128();
         rows.get(key)?
             .map(|bytes| tables::decode_row(key, bytes.value()))
@@ -393,7 +392,7 @@ impl Store {
     /// Several records read in one transaction (a page of search hits), in the order asked.
     pub fn get_many(&self, ids: &[RecordId]) -> Result<Vec<Option<Record>>> {
         let txn = self.db.begin_read()?;
-        let rows = txn.open_table(ROWS)?;
+        let rows = ROWS.read(&txn)?;
         ids.iter()
             .map(|id| {
                 let key = id.as_u128();
@@ -407,8 +406,8 @@ impl Store {
     /// The record's Automerge document.
     pub fn doc(&self, id: RecordId) -> Result<Option<Automerge>> {
         let txn = self.db.begin_read()?;
-        let docs = txn.open_table(DOCS)?;
-        let changes = txn.open_table(DOC_CHANGES)?;
+        let docs = DOCS.read(&txn)?;
+        let changes = DOC_CHANGES.read(&txn)?;
         Ok(tables::load_doc(&docs, &changes, id)?.map(|(doc, _)| doc))
     }
 
@@ -416,15 +415,15 @@ impl Store {
     /// heads, else loaded and cached.
     pub fn shared_doc(&self, id: RecordId) -> Result<Option<std::sync::Arc<Automerge>>> {
         let txn = self.db.begin_read()?;
-        let heads = match txn.open_table(HEADS)?.get(id.as_u128())? {
+        let heads = match HEADS.read(&txn)?.get(id.as_u128())? {
             Some(bytes) => tables::decode_heads_value(bytes.value())?,
             None => return Ok(None),
         };
         if let Some(doc) = self.docs.get(id, &heads) {
             return Ok(Some(doc));
         }
-        let docs = txn.open_table(DOCS)?;
-        let changes = txn.open_table(DOC_CHANGES)?;
+        let docs = DOCS.read(&txn)?;
+        let changes = DOC_CHANGES.read(&txn)?;
         let Some((doc, _)) = tables::load_doc(&docs, &changes, id)? else {
             return Ok(None);
         };
@@ -436,7 +435,7 @@ impl Store {
     /// The record's current Automerge heads (empty if the record is unknown here).
     pub fn heads(&self, id: RecordId) -> Result<Vec<ChangeHash>> {
         let txn = self.db.begin_read()?;
-        let heads = txn.open_table(HEADS)?;
+        let heads = HEADS.read(&txn)?;
         match heads.get(id.as_u128())? {
             Some(bytes) => tables::decode_heads_value(bytes.value()),
             None => Ok(Vec::new()),
@@ -446,13 +445,13 @@ impl Store {
     /// How many records the replica holds (tombstones included), without reading them.
     pub fn record_count(&self) -> Result<u64> {
         let txn = self.db.begin_read()?;
-        Ok(txn.open_table(HEADS)?.len()?)
+        Ok(HEADS.read(&txn)?.len()?)
     }
 
     /// Every record id with its heads, in id order (what sync reconciles).
     pub fn all_heads(&self) -> Result<Vec<(RecordId, Vec<ChangeHash>)>> {
         let txn = self.db.begin_read()?;
-        let heads = txn.open_table(HEADS)?;
+        let heads = HEADS.read(&txn)?;
         let mut out = Vec::with_capacity(heads.len()? as usize);
         for entry in heads.iter()? {
             let (k, v) = entry?;
@@ -471,8 +470,8 @@ impl Store {
         mut visit: impl FnMut(Record) -> bool,
     ) -> Result<()> {
         let txn = self.db.begin_read()?;
-        let by_type = txn.open_table(BY_TYPE)?;
-        let rows = txn.open_table(ROWS)?;
+        let by_type = BY_TYPE.read(&txn)?;
+        let rows = ROWS.read(&txn)?;
         let name = record_type.as_str();
         for entry in by_type.range((name, 0u128)..=(name, u128::MAX))? {
             let (key, _) = entry?;
@@ -494,7 +493,7 @@ impl Store {
     /// returns false.
     pub fn scan_all(&self, mut visit: impl FnMut(Record) -> bool) -> Result<()> {
         let txn = self.db.begin_read()?;
-        let rows = txn.open_table(ROWS)?;
+        let rows = ROWS.read(&txn)?;
         for entry in rows.iter()? {
             let (key, bytes) = entry?;
             if !visit(tables::decode_row(key.value(), bytes.value())?) {
@@ -507,7 +506,7 @@ impl Store {
     /// Number of live records of a type.
     pub fn count_type(&self, record_type: &RecordType) -> Result<u64> {
         let txn = self.db.begin_read()?;
-        let by_type = txn.open_table(BY_TYPE)?;
+        let by_type = BY_TYPE.read(&txn)?;
         let name = record_type.as_str();
         let mut n = 0;
         for entry in by_type.range((name, 0u128)..=(name, u128::MAX))? {
@@ -520,15 +519,15 @@ impl Store {
     /// The newest local log sequence number (0 when nothing was written).
     pub fn last_seq(&self) -> Result<u64> {
         let txn = self.db.begin_read()?;
-        let log = txn.open_table(LOG)?;
+        let log = LOG.read(&txn)?;
         Ok(log.last()?.map_or(0, |(k, _)| k.value()))
     }
 
     /// Log entries after `seq`, oldest first, at most `limit`.
     pub fn changes_since(&self, seq: u64, limit: usize) -> Result<Vec<ChangeEvent>> {
         let txn = self.db.begin_read()?;
-        let log = txn.open_table(LOG)?;
-        let rows = txn.open_table(ROWS)?;
+        let log = LOG.read(&txn)?;
+        let rows = ROWS.read(&txn)?;
         let mut out = Vec::new();
         for entry in log.range(seq.saturating_add(1)..)?.take(limit) {
             let (k, v) = entry?;
@@ -560,7 +559,7 @@ impl Store {
     /// received everything up to `seq` has at least.
     pub fn changed_since(&self, seq: u64) -> Result<Vec<(RecordId, Vec<ChangeHash>)>> {
         let txn = self.db.begin_read()?;
-        let log = txn.open_table(LOG)?;
+        let log = LOG.read(&txn)?;
         let mut seen = std::collections::HashSet::new();
         let mut out = Vec::new();
         for entry in log.range(seq.saturating_add(1)..)? {

@@ -5,7 +5,8 @@ use std::sync::{Mutex, MutexGuard};
 
 use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
 
-use super::journal::{self, Journal};
+use super::journal::{self, Journal, Recorded};
+use super::recorded::Tables;
 use super::tables::META;
 use super::write::WriteCtx;
 use super::{META_JOURNAL_EPOCH, Store};
@@ -43,13 +44,12 @@ pub(super) fn recover(
     db: &Database,
     path: &std::path::Path,
     (device, capacity): (DeviceId, u64),
-    compaction_threshold: u32,
 ) -> Result<(Option<Journal>, usize)> {
     let file = journal::journal_path(path);
     if capacity == 0 && !file.exists() {
         return Ok((None, 0));
     }
-    let (journal, replayed) = replay(db, path, (device, capacity), compaction_threshold)?;
+    let (journal, replayed) = replay(db, path, (device, capacity))?;
     if capacity > 0 {
         return Ok((Some(journal), replayed));
     }
@@ -66,7 +66,6 @@ fn replay(
     db: &Database,
     path: &std::path::Path,
     (device, capacity): (DeviceId, u64),
-    compaction_threshold: u32,
 ) -> Result<(Journal, usize)> {
     let (mut journal, records) = Journal::open(path, capacity, (device, read_epoch(db)?))?;
     if records.is_empty() {
@@ -74,9 +73,9 @@ fn replay(
     }
     let txn = db.begin_write()?;
     {
-        let mut ctx = WriteCtx::open(&txn, compaction_threshold)?;
+        let mut tables = Tables::open(&txn)?;
         for record in &records {
-            journal::decode(record, |m| ctx.apply(m))?;
+            journal::decode(record, |m| tables.apply(m))?;
         }
     }
     commit_checkpoint(txn, &mut journal)?;
@@ -97,10 +96,21 @@ impl Store {
         // Held until the commit, so journal records are in commit order.
         let mut journal = self.journal();
         let mut txn = self.db.begin_write()?;
-        let (out, record) = {
+        let (out, recorded) = {
             let mut ctx = WriteCtx::open(&txn, self.options.compaction_threshold)?;
             let out = f(&mut ctx)?;
-            (out, std::mem::take(&mut ctx.recorder).finish())
+            (out, ctx.finish())
+        };
+        let record = match recorded {
+            // The tables change only through `WriteCtx::apply`, so the transaction holds
+            // nothing: no journal record, no flush, no commit (a sync that received only what
+            // it had, an undo of nothing).
+            Recorded::Nothing => {
+                txn.abort()?;
+                return Ok(out);
+            }
+            Recorded::Payload(record) => Some(record),
+            Recorded::TooLarge => None,
         };
         let Some(journal) = journal.as_deref_mut() else {
             txn.commit()?;

@@ -11,7 +11,8 @@ use automerge::ChangeHash;
 use redb::ReadableDatabase;
 
 use super::Store;
-use super::tables::{self, DOC_CHANGES, HEADS};
+use super::recorded::{DOC_CHANGES, HEADS};
+use super::tables;
 use crate::doc;
 use crate::error::Result;
 use crate::model::RecordId;
@@ -30,7 +31,7 @@ impl Store {
         }
         let txn = self.db.begin_read()?;
         let key = id.as_u128();
-        let heads = match txn.open_table(HEADS)?.get(key)? {
+        let heads = match HEADS.read(&txn)?.get(key)? {
             Some(entry) => tables::decode_heads_value(entry.value())?,
             None => return Ok(None),
         };
@@ -42,7 +43,7 @@ impl Store {
         let [mut expected] = heads[..] else {
             return Ok(None);
         };
-        let changes = txn.open_table(DOC_CHANGES)?;
+        let changes = DOC_CHANGES.read(&txn)?;
         let chunks = changes
             .range((key, 0)..=(key, u32::MAX))?
             .map(|entry| entry.map(|(_, bytes)| bytes.value().to_vec()))

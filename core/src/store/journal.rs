@@ -14,6 +14,15 @@
 //! torn record (its checksum fails) and whatever follows it are ignored, and nothing needs
 //! truncating. Replaying a record writes the values the write wrote (no read-modify-write), so
 //! replaying records the database already holds changes nothing.
+//!
+//! A record's header: magic (4 bytes), version (1), payload length (4), epoch (8), index (4),
+//! CRC-32 (4), little-endian; the CRC covers the database's identity, the version, epoch,
+//! index, length and payload. The version says how to read the payload. A later version keeps
+//! this header and its checksum, so this build tells a whole record it cannot read (the open
+//! fails, [`StoreError::JournalVersion`]: skipping it would lose an acknowledged write) from a
+//! torn one (the journal ends there). Records of the build before versions existed have
+//! another magic and a header without the version byte; they are still replayed, as a crash
+//! leaves them for the next build to open. A transaction that changed nothing writes no record.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -28,9 +37,16 @@ pub(super) const MAX_RECORD: usize = 256 << 10;
 /// Records between checkpoints at most. Pages that a non-durable commit replaced cannot be
 /// reused before the next durable one, so this bounds how much the file grows meanwhile.
 const MAX_RECORDS: u32 = 2048;
-const MAGIC: u32 = 0x4c57_5343; // "CSWL"
+const MAGIC: u32 = 0x5657_5343; // "CSWV"
+/// The version of the records this build writes, and the newest it reads.
+const VERSION: u8 = 1;
+/// magic, version, payload length, epoch, index, checksum.
+const HEADER: usize = 4 + 1 + 4 + 8 + 4 + 4;
+/// The magic of records without a version byte, written before versions existed. Their
+/// payload is read as version 1's.
+const LEGACY_MAGIC: u32 = 0x4c57_5343; // "CSWL"
 /// magic, payload length, epoch, index, checksum.
-const HEADER: usize = 4 + 4 + 8 + 4 + 4;
+const LEGACY_HEADER: usize = 4 + 4 + 8 + 4 + 4;
 
 /// The path of the journal of a database file.
 pub(super) fn journal_path(db: &Path) -> PathBuf {
@@ -73,6 +89,18 @@ impl Mutation<'_> {
 pub(super) struct Recorder {
     bytes: Vec<u8>,
     overflowed: bool,
+    mutations: usize,
+}
+
+/// What a write transaction leaves for the journal.
+#[derive(Debug)]
+pub(super) enum Recorded {
+    /// It changed nothing: there is nothing to commit, journal or flush.
+    Nothing,
+    /// The payload of its journal record.
+    Payload(Vec<u8>),
+    /// More than a journal record takes: it is committed durably instead.
+    TooLarge,
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -83,6 +111,7 @@ fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 
 impl Recorder {
     pub fn record(&mut self, m: &Mutation<'_>) {
+        self.mutations += 1;
         if self.overflowed {
             return;
         }
@@ -117,9 +146,15 @@ impl Recorder {
         }
     }
 
-    /// The encoded mutations; `None` if they outgrew a journal record.
-    pub fn finish(self) -> Option<Vec<u8>> {
-        (!self.overflowed).then_some(self.bytes)
+    /// The encoded mutations, if there are any and they fit a journal record.
+    pub fn finish(self) -> Recorded {
+        if self.mutations == 0 {
+            Recorded::Nothing
+        } else if self.overflowed {
+            Recorded::TooLarge
+        } else {
+            Recorded::Payload(self.bytes)
+        }
     }
 }
 
@@ -181,10 +216,14 @@ pub(super) fn decode(
 }
 
 /// Covers the device id too: a journal left beside a database file that was since replaced
-/// holds no record of the new one.
-fn checksum(device: DeviceId, epoch: u64, index: u32, payload: &[u8]) -> u32 {
+/// holds no record of the new one. `version` is `None` for a legacy record, whose checksum
+/// predates versions.
+fn checksum(device: DeviceId, version: Option<u8>, epoch: u64, index: u32, payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&device.0);
+    if let Some(version) = version {
+        h.update(&[version]);
+    }
     h.update(&epoch.to_le_bytes());
     h.update(&index.to_le_bytes());
     h.update(&(payload.len() as u32).to_le_bytes());
@@ -239,8 +278,18 @@ impl Journal {
         // Records are read whatever the file's size (one written with another capacity keeps
         // its records); a file with none to replay is sized now, one with some after the
         // replay's checkpoint (`ensure_capacity`).
-        let records =
-            read_records(&file, len, device, epoch).map_err(|e| io_error(&path, "reading", e))?;
+        let (records, offset) = match read_records(&file, len, device, epoch) {
+            Ok(read) => read,
+            Err(Unreadable::Io(e)) => return Err(io_error(&path, "reading", e)),
+            Err(Unreadable::Version(found)) => {
+                return Err(StoreError::JournalVersion {
+                    path,
+                    found,
+                    supported: VERSION,
+                }
+                .into());
+            }
+        };
         let mut journal = Self {
             file,
             path,
@@ -248,7 +297,7 @@ impl Journal {
             device,
             epoch,
             index: records.len() as u32,
-            offset: records.iter().map(|r| (HEADER + r.len()) as u64).sum(),
+            offset,
         };
         if records.is_empty() {
             journal.ensure_capacity()?;
@@ -277,12 +326,12 @@ impl Journal {
     pub fn append(&mut self, payload: &[u8]) -> std::io::Result<()> {
         let mut record = Vec::with_capacity(HEADER + payload.len());
         record.extend_from_slice(&MAGIC.to_le_bytes());
+        record.push(VERSION);
         record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         record.extend_from_slice(&self.epoch.to_le_bytes());
         record.extend_from_slice(&self.index.to_le_bytes());
-        record.extend_from_slice(
-            &checksum(self.device, self.epoch, self.index, payload).to_le_bytes(),
-        );
+        let sum = checksum(self.device, Some(VERSION), self.epoch, self.index, payload);
+        record.extend_from_slice(&sum.to_le_bytes());
         record.extend_from_slice(payload);
         let written =
             write_at(&self.file, &record, self.offset).and_then(|()| self.file.sync_data());
@@ -332,43 +381,90 @@ impl Journal {
     }
 }
 
-/// The valid records of `epoch` from the start of the journal. Read record by record: after a
-/// clean close the first header already ends it, so opening reads a few bytes, not the file.
+/// Why the journal's records could not be read.
+enum Unreadable {
+    Io(std::io::Error),
+    /// A whole record of the current epoch, of a version newer than [`VERSION`].
+    Version(u8),
+}
+
+impl From<std::io::Error> for Unreadable {
+    fn from(e: std::io::Error) -> Self {
+        Unreadable::Io(e)
+    }
+}
+
+/// A record's header, of either layout.
+struct Header {
+    /// `None` for a legacy record.
+    version: Option<u8>,
+    len: usize,
+    epoch: u64,
+    index: u32,
+    sum: u32,
+    /// The header's own length.
+    size: usize,
+}
+
+impl Header {
+    /// Reads the header at the start of `bytes` (all that is left of the file, up to
+    /// [`HEADER`]); `None` where no record starts.
+    fn parse(bytes: &[u8]) -> Option<Header> {
+        let u32_at = |i: usize| Some(u32::from_le_bytes(bytes.get(i..i + 4)?.try_into().ok()?));
+        let u64_at = |i: usize| Some(u64::from_le_bytes(bytes.get(i..i + 8)?.try_into().ok()?));
+        let (version, fields, size) = match u32_at(0)? {
+            MAGIC => (Some(*bytes.get(4)?), 5, HEADER),
+            LEGACY_MAGIC => (None, 4, LEGACY_HEADER),
+            _ => return None,
+        };
+        Some(Header {
+            version,
+            len: u32_at(fields)? as usize,
+            epoch: u64_at(fields + 4)?,
+            index: u32_at(fields + 12)?,
+            sum: u32_at(fields + 16)?,
+            size,
+        })
+    }
+}
+
+/// The valid records of `epoch` from the start of the journal, and the offset after them. Read
+/// record by record: after a clean close the first header already ends it, so opening reads a
+/// few bytes, not the file.
 fn read_records(
     file: &File,
     file_len: u64,
     device: DeviceId,
     epoch: u64,
-) -> std::io::Result<Vec<Vec<u8>>> {
+) -> Result<(Vec<Vec<u8>>, u64), Unreadable> {
     let mut out = Vec::new();
     let mut at = 0u64;
     let mut header = [0u8; HEADER];
-    while at + HEADER as u64 <= file_len {
-        read_at(file, &mut header, at)?;
-        let word =
-            |i: usize| u32::from_le_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
-        let (magic, len) = (word(0), word(4) as usize);
-        let mut e = [0; 8];
-        e.copy_from_slice(&header[8..16]);
-        let (record_epoch, index, sum) = (u64::from_le_bytes(e), word(16), word(20));
-        let end = at + (HEADER + len) as u64;
-        if magic != MAGIC
-            || record_epoch != epoch
-            || index as usize != out.len()
-            || len > MAX_RECORD
-            || end > file_len
-        {
+    while at < file_len {
+        // A legacy header is shorter: a file cut just after one still holds it whole.
+        let available = (file_len - at).min(HEADER as u64) as usize;
+        read_at(file, &mut header[..available], at)?;
+        let Some(h) = Header::parse(&header[..available]) else {
+            break;
+        };
+        // Bounded by the file's length, not by MAX_RECORD: a later version may write larger
+        // records, which must be refused below rather than skipped here.
+        let end = at + (h.size + h.len) as u64;
+        if h.epoch != epoch || h.index as usize != out.len() || end > file_len {
             break;
         }
-        let mut payload = vec![0; len];
-        read_at(file, &mut payload, at + HEADER as u64)?;
-        if checksum(device, epoch, index, &payload) != sum {
+        let mut payload = vec![0; h.len];
+        read_at(file, &mut payload, at + h.size as u64)?;
+        if checksum(device, h.version, epoch, h.index, &payload) != h.sum {
             break;
+        }
+        if let Some(found) = h.version.filter(|&v| v > VERSION) {
+            return Err(Unreadable::Version(found));
         }
         out.push(payload);
         at = end;
     }
-    Ok(out)
+    Ok((out, at))
 }
 
 #[cfg(unix)]

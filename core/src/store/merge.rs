@@ -7,7 +7,7 @@ use redb::ReadableDatabase;
 use std::sync::Arc;
 
 use super::Store;
-use super::tables::{DOC_CHANGES, DOCS};
+use super::recorded::{DOC_CHANGES, DOCS};
 use super::write::{Origin, WriteCtx};
 use crate::doc::{self, DocError};
 use crate::error::{Error, Result};
@@ -93,8 +93,8 @@ impl Store {
     /// what a replica that lacks the record needs. `None` if the record is unknown here.
     pub fn doc_bytes(&self, id: RecordId) -> Result<Option<Vec<u8>>> {
         let txn = self.db.begin_read()?;
-        let docs = txn.open_table(DOCS)?;
-        let changes = txn.open_table(DOC_CHANGES)?;
+        let docs = DOCS.read(&txn)?;
+        let changes = DOC_CHANGES.read(&txn)?;
         let key = id.as_u128();
         let Some(base) = docs.get(key)? else {
             return Ok(None);

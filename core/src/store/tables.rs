@@ -1,4 +1,5 @@
-//! redb table definitions and the encoding of what they hold.
+//! The `meta` table and the encoding of what the tables hold. The tables a journal record
+//! covers are defined in [`super::recorded`], the one place that can write them.
 
 use automerge::{Automerge, ChangeHash};
 use redb::{ReadableTable, TableDefinition};
@@ -7,20 +8,6 @@ use crate::doc::Facts;
 use crate::error::{Error, Result};
 use crate::model::{Record, RecordId};
 
-/// Record id → Automerge document bytes as of the last compaction.
-pub const DOCS: TableDefinition<u128, &[u8]> = TableDefinition::new("docs");
-/// (record id, n) → incremental Automerge changes appended since the last compaction.
-pub const DOC_CHANGES: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("doc_changes");
-/// Record id → materialized [`Record`] (postcard).
-pub const ROWS: TableDefinition<u128, &[u8]> = TableDefinition::new("rows");
-/// Record id → current Automerge heads (concatenated 32-byte hashes), optionally followed by
-/// the document's [`Facts`] (see [`encode_heads_entry`]).
-pub const HEADS: TableDefinition<u128, &[u8]> = TableDefinition::new("heads");
-/// Local sequence number → record id, change kind and the record's heads before the write
-/// (see [`encode_log`]). The heads let sync send a known peer exactly what it lacks.
-pub const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
-/// (record type, record id) → () for live (not deleted) records: lists by type in id order.
-pub const BY_TYPE: TableDefinition<(&str, u128), ()> = TableDefinition::new("by_type");
 /// Name → value: format version, device id, workspace id, schema customizations.
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 

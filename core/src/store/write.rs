@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use automerge::{Automerge, Change, ChangeHash};
 use chrono::{DateTime, Utc};
-use redb::{ReadableTable, Table, WriteTransaction};
+use redb::{ReadableTable, WriteTransaction};
 
 use super::Store;
-use super::journal::{Mutation, Recorder};
+use super::journal::{Mutation, Recorded};
 use super::patch::{normalize_ops, preview};
-use super::tables::{self, BY_TYPE, DOC_CHANGES, DOCS, HEADS, LOG, ROWS};
+use super::recorded::Tables;
+use super::tables;
 use crate::doc::{self, Facts};
 use crate::error::{Error, Result};
 use crate::events::{ChangeEvent, ChangeKind};
@@ -18,18 +19,12 @@ use crate::model::{
     FieldOp, NewRecord, Patch, Record, RecordId, RecordType, Schema, validate_record,
 };
 
-/// The tables of one write transaction.
+/// What a write transaction reads and changes: the journaled tables, which change only
+/// through [`WriteCtx::apply`] (see [`super::recorded`]).
 pub(super) struct WriteCtx<'t> {
-    pub docs: Table<'t, u128, &'static [u8]>,
-    pub changes: Table<'t, (u128, u32), &'static [u8]>,
-    pub rows: Table<'t, u128, &'static [u8]>,
-    pub heads: Table<'t, u128, &'static [u8]>,
-    log: Table<'t, u64, &'static [u8]>,
-    by_type: Table<'t, (&'static str, u128), ()>,
+    tables: Tables<'t>,
     next_seq: u64,
     compaction_threshold: u32,
-    /// The transaction's mutations, for the journal.
-    pub recorder: Recorder,
 }
 
 /// How a document reached this write: brand new (with the bytes to store), or loaded with its
@@ -44,57 +39,34 @@ pub(super) enum Origin {
 
 impl<'t> WriteCtx<'t> {
     pub fn open(txn: &'t WriteTransaction, compaction_threshold: u32) -> Result<Self> {
-        let log = txn.open_table(LOG)?;
-        let next_seq = log.last()?.map_or(0, |(k, _)| k.value()) + 1;
+        let tables = Tables::open(txn)?;
+        let next_seq = tables.log().last()?.map_or(0, |(k, _)| k.value()) + 1;
         Ok(Self {
-            docs: txn.open_table(DOCS)?,
-            changes: txn.open_table(DOC_CHANGES)?,
-            rows: txn.open_table(ROWS)?,
-            heads: txn.open_table(HEADS)?,
-            log,
-            by_type: txn.open_table(BY_TYPE)?,
+            tables,
             next_seq,
             compaction_threshold,
-            recorder: Recorder::default(),
         })
     }
 
-    /// Makes one mutation of the tables and notes it for the journal. Every write goes
-    /// through here, so a journal record holds all a transaction did.
+    /// Makes one mutation of the tables and notes it for the journal.
     pub fn apply(&mut self, m: Mutation<'_>) -> Result<()> {
-        match m {
-            Mutation::Doc(id, v) => {
-                self.docs.insert(id, v)?;
-            }
-            Mutation::Chunk(id, n, v) => {
-                self.changes.insert((id, n), v)?;
-            }
-            Mutation::DropChunk(id, n) => {
-                self.changes.remove((id, n))?;
-            }
-            Mutation::Row(id, v) => {
-                self.rows.insert(id, v)?;
-            }
-            Mutation::Heads(id, v) => {
-                self.heads.insert(id, v)?;
-            }
-            Mutation::Log(seq, v) => {
-                self.log.insert(seq, v)?;
-            }
-            Mutation::List(t, id) => {
-                self.by_type.insert((t, id), ())?;
-            }
-            Mutation::Unlist(t, id) => {
-                self.by_type.remove((t, id))?;
-            }
-        }
-        self.recorder.record(&m);
-        Ok(())
+        self.tables.apply(m)
+    }
+
+    /// What the transaction changed, for the journal.
+    pub fn finish(self) -> Recorded {
+        self.tables.finish()
+    }
+
+    /// Whether a record of this id is stored (live or deleted).
+    pub fn exists(&self, id: RecordId) -> Result<bool> {
+        Ok(self.tables.rows().get(id.as_u128())?.is_some())
     }
 
     pub fn row(&self, id: RecordId) -> Result<Option<Record>> {
         let key = id.as_u128();
-        self.rows
+        self.tables
+            .rows()
             .get(key)?
             .map(|b| tables::decode_row(key, b.value()))
             .transpose()
@@ -102,14 +74,15 @@ impl<'t> WriteCtx<'t> {
 
     /// A record's stored heads and the facts kept with them; `None` if it is unknown here.
     pub fn heads_entry(&self, id: RecordId) -> Result<Option<(Vec<ChangeHash>, Option<Facts>)>> {
-        self.heads
+        self.tables
+            .heads()
             .get(id.as_u128())?
             .map(|entry| tables::decode_heads_entry(entry.value()))
             .transpose()
     }
 
     pub fn load(&self, id: RecordId) -> Result<Option<(Automerge, u32)>> {
-        tables::load_doc(&self.docs, &self.changes, id)
+        tables::load_doc(self.tables.docs(), self.tables.changes(), id)
     }
 
     /// Stores a document's new state, its row, heads and type-index entry, and logs the write.
@@ -174,14 +147,14 @@ impl<'t> WriteCtx<'t> {
     /// stored as plain change chunks (a compacted document, say).
     pub fn stored_changes(&self, id: RecordId) -> Result<Option<(Vec<Change>, u32)>> {
         let key = id.as_u128();
-        let Some(base) = self.docs.get(key)? else {
+        let Some(base) = self.tables.docs().get(key)? else {
             return Ok(None);
         };
         let Ok(Some(mut changes)) = doc::split_changes(base.value()) else {
             return Ok(None);
         };
         let mut pending = 0;
-        for entry in self.changes.range((key, 0)..=(key, u32::MAX))? {
+        for entry in self.tables.changes().range((key, 0)..=(key, u32::MAX))? {
             let (_, bytes) = entry?;
             let Ok(Some(more)) = doc::split_changes(bytes.value()) else {
                 return Ok(None);
@@ -196,7 +169,7 @@ impl<'t> WriteCtx<'t> {
     pub fn pending_chunks(&self, id: RecordId) -> Result<u32> {
         let key = id.as_u128();
         let mut pending = 0;
-        for entry in self.changes.range((key, 0)..=(key, u32::MAX))? {
+        for entry in self.tables.changes().range((key, 0)..=(key, u32::MAX))? {
             entry?;
             pending += 1;
         }
@@ -226,7 +199,7 @@ impl<'t> WriteCtx<'t> {
         // A record stored for the first time (no heads before) has none yet, so an import
         // does not look it up.
         let type_key = (record.record_type.as_str(), key);
-        let listed = !heads_before.is_empty() && self.by_type.get(type_key)?.is_some();
+        let listed = !heads_before.is_empty() && self.tables.by_type().get(type_key)?.is_some();
         if record.deleted && listed {
             self.apply(Mutation::Unlist(type_key.0, key))?;
         } else if !record.deleted && !listed {
@@ -358,7 +331,7 @@ impl Store {
             let mut minted: HashMap<RecordId, RecordType> = HashMap::new();
             for new in records {
                 let id = new.id.unwrap_or_default();
-                if ctx.rows.get(id.as_u128())?.is_some() || minted.contains_key(&id) {
+                if ctx.exists(id)? || minted.contains_key(&id) {
                     return Err(Error::AlreadyExists(id));
                 }
                 let mut fields = new.fields;
