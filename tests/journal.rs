@@ -33,19 +33,25 @@ fn journal_child_writer() {
             .expect("update");
     }
     println!("\n@@ record {}", company.id);
-    println!("\n@@ identity {}", engine.store().identity());
     // Ends the process as a crash would, as far as the files are concerned.
     std::process::exit(0);
-}
-
-/// Runs the child writer on `db`; returns the id of the company it wrote.
-fn write_and_vanish(db: &Path) -> RecordId {
-    write_and_vanish_with_identity(db).0
 }
 
 /// Runs the child writer on `db`; returns the id of the company it wrote and the database's
 /// identity (which journal checksums cover).
 fn write_and_vanish_with_identity(db: &Path) -> (RecordId, [u8; 16]) {
+    // The file's identity is fixed when it is created: create it here, closed cleanly, and
+    // the child writes into it.
+    assert!(!db.exists(), "a fresh database");
+    let identity = crmsync::Store::open(db, crmsync::StoreOptions::default())
+        .expect("create the database")
+        .identity()
+        .0;
+    (write_and_vanish(db), identity)
+}
+
+/// Runs the child writer on `db`; returns the id of the company it wrote.
+fn write_and_vanish(db: &Path) -> RecordId {
     let exe = std::env::current_exe().expect("test binary path");
     let out = Command::new(exe)
         .args([
@@ -68,13 +74,7 @@ fn write_and_vanish_with_identity(db: &Path) -> (RecordId, [u8; 16]) {
             .unwrap_or_else(|| panic!("child printed no {prefix}: {stdout}"))
             .to_string()
     };
-    let id = line("@@ record ").parse().expect("record id");
-    let hex = line("@@ identity ");
-    let mut identity = [0u8; 16];
-    for (i, byte) in identity.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).expect("identity hex");
-    }
-    (id, identity)
+    line("@@ record ").parse().expect("record id")
 }
 
 fn journal_of(db: &Path) -> std::path::PathBuf {
@@ -370,7 +370,7 @@ fn a_record_of_a_newer_version_refuses_the_open_and_loses_nothing() {
     bytes[end..end + HEADER].fill(0);
     std::fs::write(&path, &bytes).expect("write the journal");
     let engine = Engine::open(&db).expect("reopen");
-    assert_eq!(engine.store().replayed_writes(), UPDATES + 1);
+    assert_eq!(engine.replayed_writes(), UPDATES + 1);
     let company = engine.get(id).expect("get").expect("company exists");
     assert_eq!(company.text("name"), Some(name(UPDATES).as_str()));
 }
@@ -388,7 +388,7 @@ fn a_torn_record_of_a_newer_version_ends_the_journal() {
     std::fs::write(&path, &bytes).expect("write the journal");
 
     let engine = Engine::open(&db).expect("reopen");
-    assert_eq!(engine.store().replayed_writes(), UPDATES + 1);
+    assert_eq!(engine.replayed_writes(), UPDATES + 1);
     let company = engine.get(id).expect("get").expect("company exists");
     assert_eq!(company.text("name"), Some(name(UPDATES).as_str()));
 }
@@ -411,7 +411,7 @@ fn a_journal_in_the_layout_before_versions_is_replayed() {
     std::fs::write(&path, &legacy).expect("write the journal");
 
     let engine = Engine::open(&db).expect("reopen");
-    assert_eq!(engine.store().replayed_writes(), UPDATES + 1);
+    assert_eq!(engine.replayed_writes(), UPDATES + 1);
     let company = engine.get(id).expect("get").expect("company exists");
     assert_eq!(company.text("name"), Some(name(UPDATES).as_str()));
     assert_eq!(engine.history(id).expect("history").len(), UPDATES + 1);
@@ -425,7 +425,7 @@ fn a_journal_in_the_layout_before_versions_is_replayed() {
     drop(engine);
 
     let engine = Engine::open(&db).expect("reopen after a clean close");
-    assert_eq!(engine.store().replayed_writes(), 0);
+    assert_eq!(engine.replayed_writes(), 0);
     let company = engine.get(id).expect("get").expect("company exists");
     assert_eq!(company.text("name"), Some("after"));
 }
@@ -434,8 +434,11 @@ fn a_journal_in_the_layout_before_versions_is_replayed() {
 fn a_transaction_that_changes_nothing_writes_no_record() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("crm.redb");
+    let identity = crmsync::Store::open(&db, crmsync::StoreOptions::default())
+        .expect("create the database")
+        .identity()
+        .0;
     let engine = Engine::open(&db).expect("open");
-    let identity = engine.store().identity().0;
     let path = journal_of(&db);
     let company = engine
         .create(NewRecord::new(RecordType::Company).with("name", "Acme"))

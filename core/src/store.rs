@@ -27,9 +27,11 @@ use tables::META;
 
 /// On-disk format version this build writes and reads. 1: the first. 2: peer cursors carry
 /// the session they were recorded in, and the device id writes go under is kept apart from
-/// the file's identity. A file of an older version is brought to this one when opened, so a
-/// build too old for it refuses it ([`StoreError::NewerFormat`]) instead of misreading it.
-pub const FORMAT_VERSION: u32 = 2;
+/// the file's identity. 3: journal records carry a version byte (a build of format 2 would
+/// not recognize them and skip acknowledged writes left by a crash). A file of an older
+/// version is brought to this one when opened, so a build too old for it refuses it
+/// ([`StoreError::NewerFormat`]) instead of misreading it or losing writes.
+pub const FORMAT_VERSION: u32 = 3;
 
 const META_FORMAT: &str = "format";
 const META_DEVICE: &str = "device";
