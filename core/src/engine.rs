@@ -217,12 +217,12 @@ impl Engine {
     /// A record as stored, deleted or not: a tombstone comes back with `deleted` set. `None`
     /// only if no record has this id here.
     pub fn get_including_deleted(&self, id: RecordId) -> Result<Option<Record>> {
-        self.inner.store.get(id)
+        Ok(self.inner.store.get(id)?)
     }
 
     /// How many records this replica holds, tombstones included.
     pub fn record_count(&self) -> Result<u64> {
-        self.inner.store.record_count()
+        Ok(self.inner.store.record_count()?)
     }
 
     /// Takes every write so far into the database file itself with one durable commit, so
@@ -230,7 +230,7 @@ impl Engine {
     /// Runs on its own as the journal fills and at close; call it before copying a file that
     /// stays open.
     pub fn checkpoint(&self) -> Result<()> {
-        self.inner.store.checkpoint()
+        Ok(self.inner.store.checkpoint()?)
     }
 
     /// How many journaled writes opening the file replayed: writes acknowledged before the
@@ -300,7 +300,7 @@ impl Engine {
 
     /// Number of live records of a type.
     pub fn count(&self, record_type: &RecordType) -> Result<u64> {
-        self.inner.store.count_type(record_type)
+        Ok(self.inner.store.count_type(record_type)?)
     }
 
     fn load_doc(&self, id: RecordId) -> Result<automerge::Automerge> {
@@ -338,17 +338,17 @@ impl Engine {
 
     /// Log entries after `seq` (at most `limit`), to catch up before or after subscribing.
     pub fn changes_since(&self, seq: u64, limit: usize) -> Result<Vec<ChangeEvent>> {
-        self.inner.store.changes_since(seq, limit)
+        Ok(self.inner.store.changes_since(seq, limit)?)
     }
 
     /// The record's current Automerge heads.
     pub fn heads(&self, id: RecordId) -> Result<Vec<ChangeHash>> {
-        self.inner.store.heads(id)
+        Ok(self.inner.store.heads(id)?)
     }
 
     /// The changes of a record a replica with heads `have` lacks; `None` if unknown here.
     pub fn export_changes(&self, id: RecordId, have: &[ChangeHash]) -> Result<Option<Vec<u8>>> {
-        self.inner.store.export_changes(id, have)
+        Ok(self.inner.store.export_changes(id, have)?)
     }
 
     /// Full-text search over live records: `query` in the search syntax (words match as
@@ -363,7 +363,7 @@ impl Engine {
         page: Page,
     ) -> Result<SearchResults> {
         let index = self.inner.search.as_ref().ok_or(SearchError::Disabled)?;
-        index.search(&self.inner.store, query, filters, page)
+        Ok(index.search(&self.inner.store, query, filters, page)?)
     }
 
     /// Merges changes from another replica, all records of the batch in one transaction.

@@ -2,90 +2,7 @@
 
 use crate::doc::DocError;
 use crate::model::{RecordId, SchemaError, ValidationError};
-
-/// A failure of the storage layer (redb, or bytes in it that do not decode).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// redb failed: I/O error, corrupt or truncated file, or a file of another program.
-    #[error("database: {0}")]
-    Db(#[from] redb::Error),
-    /// A stored row, document or log entry does not decode.
-    #[error("stored data for {what} is corrupt: {reason}")]
-    Corrupt {
-        /// What was being read.
-        what: String,
-        /// Why it does not decode.
-        reason: String,
-    },
-    /// The file belongs to another workspace than the one asked for.
-    #[error("the database belongs to workspace {file}, not {requested}")]
-    WorkspaceMismatch {
-        /// The file's workspace.
-        file: uuid::Uuid,
-        /// The workspace asked for.
-        requested: uuid::Uuid,
-    },
-    /// The write-ahead journal beside the file (`<file>.wal`) could not be created, read or
-    /// written.
-    #[error("journal {path}: {what}: {source}")]
-    Journal {
-        /// The journal file.
-        path: std::path::PathBuf,
-        /// What was being done.
-        what: &'static str,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The journal beside the file (`<file>.wal`) holds a write, not yet in the file, that a
-    /// newer crmsync recorded in a form this build cannot read. Opening anyway would lose that
-    /// write, so the file is refused until a build that reads it opens (and so replays) it.
-    #[error(
-        "journal {path}: a write not yet in the database was recorded by a newer crmsync \
-         (journal record version {found}, this crmsync reads up to {supported}): upgrade the app"
-    )]
-    JournalVersion {
-        /// The journal file.
-        path: std::path::PathBuf,
-        /// The record's version.
-        found: u8,
-        /// The newest version this build reads.
-        supported: u8,
-    },
-    /// The file was written by a newer crmsync.
-    #[error(
-        "the database format is version {found}, this crmsync reads up to {supported}: upgrade the app"
-    )]
-    NewerFormat {
-        /// The file's format.
-        found: u32,
-        /// The newest format this build reads.
-        supported: u32,
-    },
-}
-
-macro_rules! from_redb {
-    ($($t:ty),*) => {$(
-        impl From<$t> for StoreError {
-            fn from(e: $t) -> Self {
-                StoreError::Db(redb::Error::from(e))
-            }
-        }
-        impl From<$t> for Error {
-            fn from(e: $t) -> Self {
-                Error::Store(StoreError::from(e))
-            }
-        }
-    )*};
-}
-from_redb!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
+pub use crate::store::StoreError;
 
 /// Everything an engine call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -106,12 +23,13 @@ pub enum Error {
     /// The record is deleted; restore it before editing.
     #[error("record {0} is deleted; call restore first to edit it")]
     Deleted(RecordId),
-    /// The storage layer failed.
+    /// The storage layer failed (a record-level failure of the store arrives as the variant
+    /// above that says it: `NotFound`, `Deleted`, `Doc`, ...).
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// Search failed: a malformed query (with its position), or the index.
     #[error(transparent)]
-    Search(#[from] crate::search::SearchError),
+    Search(crate::search::SearchError),
     /// Text that should be money is not.
     #[error(transparent)]
     Money(#[from] crate::model::MoneyParseError),
@@ -166,3 +84,54 @@ impl Error {
 
 /// The result type of the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A record-level failure of the store is the engine's error of the same name; the rest is a
+/// storage failure.
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Validation(e) => Error::Validation(*e),
+            StoreError::NotFound(id) => Error::NotFound(id),
+            StoreError::AlreadyExists(id) => Error::AlreadyExists(id),
+            StoreError::Deleted(id) => Error::Deleted(id),
+            StoreError::Doc { id, source } => Error::Doc { id, source },
+            StoreError::TypeMismatch {
+                id,
+                expected,
+                found,
+            } => Error::TypeMismatch {
+                id,
+                expected,
+                found,
+            },
+            other => Error::Store(other),
+        }
+    }
+}
+
+/// A store failure met while searching is the store's; the rest is search's own.
+impl From<crate::search::SearchError> for Error {
+    fn from(e: crate::search::SearchError) -> Self {
+        match e {
+            crate::search::SearchError::Store(e) => Error::from(e),
+            other => Error::Search(other),
+        }
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Store(StoreError::from(e))
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);

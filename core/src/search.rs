@@ -83,7 +83,13 @@ pub enum SearchError {
     /// The engine was opened with search disabled.
     #[error("search is disabled for this engine (EngineOptions::search.enabled)")]
     Disabled,
+    /// Reading the records or the log to index failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
+
+/// The result type of search.
+pub type Result<T, E = SearchError> = std::result::Result<T, E>;
 
 /// Options of the search index.
 #[derive(Debug, Clone)]

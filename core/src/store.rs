@@ -3,6 +3,7 @@
 
 mod commit;
 mod doc_cache;
+mod error;
 mod export;
 mod journal;
 mod merge;
@@ -19,9 +20,10 @@ use automerge::{Automerge, ChangeHash};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use uuid::Uuid;
 
-use crate::error::{Error, Result, StoreError};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{Customizations, DeviceId, Record, RecordId, RecordType};
+use error::Result;
+pub use error::StoreError;
 use recorded::{BY_TYPE, DOC_CHANGES, DOCS, HEADS, LOG, ROWS};
 use tables::META;
 
@@ -140,7 +142,7 @@ impl std::fmt::Debug for Store {
 fn parse_format(bytes: &[u8]) -> Result<u32> {
     <[u8; 4]>::try_from(bytes)
         .map(u32::from_le_bytes)
-        .map_err(|_| Error::corrupt("format version", "not 4 bytes"))
+        .map_err(|_| StoreError::corrupt("format version", "not 4 bytes"))
 }
 
 fn check_format(bytes: &[u8]) -> Result<()> {
@@ -149,8 +151,7 @@ fn check_format(bytes: &[u8]) -> Result<()> {
         return Err(StoreError::NewerFormat {
             found,
             supported: FORMAT_VERSION,
-        }
-        .into());
+        });
     }
     Ok(())
 }
@@ -159,11 +160,11 @@ fn parse_device(bytes: Vec<u8>) -> Result<DeviceId> {
     bytes
         .try_into()
         .map(DeviceId)
-        .map_err(|_| Error::corrupt("device id", "not 16 bytes"))
+        .map_err(|_| StoreError::corrupt("device id", "not 16 bytes"))
 }
 
 fn parse_workspace(bytes: &[u8]) -> Result<Uuid> {
-    Uuid::from_slice(bytes).map_err(|_| Error::corrupt("workspace id", "not 16 bytes"))
+    Uuid::from_slice(bytes).map_err(|_| StoreError::corrupt("workspace id", "not 16 bytes"))
 }
 
 impl Store {
@@ -211,8 +212,7 @@ impl Store {
             return Err(StoreError::WorkspaceMismatch {
                 file: workspace,
                 requested,
-            }
-            .into());
+            });
         }
         Ok(Self {
             db,
@@ -348,8 +348,7 @@ impl Store {
                 return Err(StoreError::WorkspaceMismatch {
                     file: *current,
                     requested: workspace,
-                }
-                .into());
+                });
             }
             txn.open_table(META)?
                 .insert(META_WORKSPACE, workspace.as_bytes().as_slice())?;
@@ -368,12 +367,14 @@ impl Store {
         };
         serde_json::from_slice(bytes.value())
             .map(Some)
-            .map_err(|e| Error::corrupt("schema", e))
+            .map_err(|e| StoreError::corrupt("schema", e))
     }
 
     /// Saves the app's schema customizations.
     pub fn save_customizations(&self, customizations: &Customizations) -> Result<()> {
-        let bytes = serde_json::to_vec(customizations)?;
+        // Customizations are plain data: encoding them cannot fail, short of memory.
+        let bytes =
+            serde_json::to_vec(customizations).map_err(|e| StoreError::corrupt("schema", e))?;
         let txn = self.db.begin_write()?;
         txn.open_table(META)?
             .insert(META_SCHEMA, bytes.as_slice())?;
@@ -479,7 +480,7 @@ impl Store {
             let (key, _) = entry?;
             let id = key.value().1;
             let Some(bytes) = rows.get(id)? else {
-                return Err(Error::corrupt(
+                return Err(StoreError::corrupt(
                     format!("type index of {}", RecordId::from_u128(id)),
                     "row missing",
                 ));
@@ -535,12 +536,12 @@ impl Store {
             let (k, v) = entry?;
             let (id, code, _) = tables::decode_log(k.value(), v.value())?;
             let kind = ChangeKind::from_code(code).ok_or_else(|| {
-                Error::corrupt(format!("log entry {}", k.value()), "unknown kind")
+                StoreError::corrupt(format!("log entry {}", k.value()), "unknown kind")
             })?;
             let record_type = match rows.get(id)? {
                 Some(bytes) => tables::decode_row(id, bytes.value())?.record_type,
                 None => {
-                    return Err(Error::corrupt(
+                    return Err(StoreError::corrupt(
                         format!("log entry {}", k.value()),
                         "row missing",
                     ));
@@ -591,7 +592,7 @@ impl Store {
             // Written before cursors carried their session: no proof that the peer still has
             // what it says, so the next session compares whole sets.
             Err(_) if bytes.len() == 8 => Ok(None),
-            Err(_) => Err(Error::corrupt(
+            Err(_) => Err(StoreError::corrupt(
                 format!("sync cursor of {peer}"),
                 "not 24 bytes",
             )),

@@ -19,10 +19,12 @@ impl Engine {
     /// Live rows of a type, in creation order.
     fn rows_of(&self, record_type: &RecordType) -> AnalyticsResult<Vec<Record>> {
         let mut out = Vec::new();
-        self.store().scan_type(record_type, |r| {
-            out.push(r);
-            true
-        })?;
+        self.store()
+            .scan_type(record_type, |r| {
+                out.push(r);
+                true
+            })
+            .map_err(crate::Error::from)?;
         Ok(out)
     }
 
@@ -40,7 +42,8 @@ impl Engine {
                     failed = Some(e);
                     false
                 }
-            })?;
+            })
+            .map_err(crate::Error::from)?;
         match failed {
             Some(e) => Err(e),
             None => Ok(out),
@@ -68,10 +71,12 @@ impl Engine {
     /// each deal's document, so it costs more than the other analytics.
     pub fn stage_funnel(&self) -> AnalyticsResult<FunnelReport> {
         let mut ids = Vec::new();
-        self.store().scan_type(&RecordType::Deal, |r| {
-            ids.push(r.id);
-            true
-        })?;
+        self.store()
+            .scan_type(&RecordType::Deal, |r| {
+                ids.push(r.id);
+                true
+            })
+            .map_err(crate::Error::from)?;
         let mut paths = Vec::with_capacity(ids.len());
         for deal in ids {
             let changes = self
@@ -95,12 +100,14 @@ impl Engine {
     /// Product SKUs by product id, for naming order lines that link a product.
     fn product_skus(&self) -> AnalyticsResult<HashMap<RecordId, String>> {
         let mut skus = HashMap::new();
-        self.store().scan_type(&RecordType::Product, |r| {
-            if let Some(sku) = r.text("sku") {
-                skus.insert(r.id, sku.to_string());
-            }
-            true
-        })?;
+        self.store()
+            .scan_type(&RecordType::Product, |r| {
+                if let Some(sku) = r.text("sku") {
+                    skus.insert(r.id, sku.to_string());
+                }
+                true
+            })
+            .map_err(crate::Error::from)?;
         Ok(skus)
     }
 
@@ -108,12 +115,14 @@ impl Engine {
     fn baskets_with_customers(&self) -> AnalyticsResult<Vec<(Option<RecordId>, Vec<String>)>> {
         let skus = self.product_skus()?;
         let mut out = Vec::new();
-        self.store().scan_type(&RecordType::Order, |r| {
-            if let Some(items) = order_items(&r, &skus) {
-                out.push((r.get("customer").and_then(Value::as_link), items));
-            }
-            true
-        })?;
+        self.store()
+            .scan_type(&RecordType::Order, |r| {
+                if let Some(items) = order_items(&r, &skus) {
+                    out.push((r.get("customer").and_then(Value::as_link), items));
+                }
+                true
+            })
+            .map_err(crate::Error::from)?;
         Ok(out)
     }
 

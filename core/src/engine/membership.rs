@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use iroh::{PublicKey, SecretKey};
 
 use crate::engine::Engine;
+use crate::error::Error;
 use crate::net::NetError;
 use crate::net::membership::{Credential, CredentialBody, Membership, Revocation, Role};
 
@@ -18,7 +19,7 @@ fn decode_setting<T: serde::de::DeserializeOwned>(
     engine: &Engine,
     key: &str,
 ) -> Result<Option<T>, NetError> {
-    match engine.store().setting(key)? {
+    match engine.store().setting(key).map_err(Error::from)? {
         None => Ok(None),
         Some(bytes) => postcard::from_bytes(&bytes)
             .map(Some)
@@ -27,7 +28,7 @@ fn decode_setting<T: serde::de::DeserializeOwned>(
 }
 
 fn secret_setting(engine: &Engine, key: &str) -> Result<Option<SecretKey>, NetError> {
-    match engine.store().setting(key)? {
+    match engine.store().setting(key).map_err(Error::from)? {
         None => Ok(None),
         Some(bytes) => <[u8; 32]>::try_from(bytes.as_slice())
             .map(|b| Some(SecretKey::from_bytes(&b)))
@@ -46,7 +47,8 @@ impl Engine {
         }
         let key = SecretKey::generate();
         self.store()
-            .set_setting(KEY_NODE, Some(key.to_bytes().as_slice()))?;
+            .set_setting(KEY_NODE, Some(key.to_bytes().as_slice()))
+            .map_err(Error::from)?;
         Ok(key)
     }
 
@@ -59,7 +61,8 @@ impl Engine {
             return Err(NetError::AlreadyJoined);
         }
         self.store()
-            .set_setting(KEY_NODE, Some(key.to_bytes().as_slice()))?;
+            .set_setting(KEY_NODE, Some(key.to_bytes().as_slice()))
+            .map_err(Error::from)?;
         Ok(())
     }
 
@@ -87,7 +90,8 @@ impl Engine {
             },
         )?;
         self.store()
-            .set_setting(KEY_ADMIN_SECRET, Some(admin.to_bytes().as_slice()))?;
+            .set_setting(KEY_ADMIN_SECRET, Some(admin.to_bytes().as_slice()))
+            .map_err(Error::from)?;
         self.store_credential(&credential)?;
         Ok(credential)
     }
@@ -143,13 +147,13 @@ impl Engine {
             // A new device's database holds no records yet: it takes the workspace on.
             match self.store().adopt_workspace(credential.workspace()) {
                 Ok(()) => {}
-                Err(crate::Error::Store(crate::StoreError::WorkspaceMismatch { file, .. })) => {
+                Err(crate::StoreError::WorkspaceMismatch { file, .. }) => {
                     return Err(NetError::WrongWorkspace {
                         credential: credential.workspace(),
                         store: file,
                     });
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(Error::from(e).into()),
             }
         }
         self.store_credential(&credential)?;
@@ -207,14 +211,18 @@ impl Engine {
         }
         let bytes = postcard::to_allocvec(&all)
             .map_err(|e| NetError::InvalidCredential(format!("cannot encode: {e}")))?;
-        self.store().set_setting(KEY_REVOCATIONS, Some(&bytes))?;
+        self.store()
+            .set_setting(KEY_REVOCATIONS, Some(&bytes))
+            .map_err(Error::from)?;
         Ok(())
     }
 
     fn store_credential(&self, credential: &Credential) -> Result<(), NetError> {
         let bytes = postcard::to_allocvec(credential)
             .map_err(|e| NetError::InvalidCredential(format!("cannot encode: {e}")))?;
-        self.store().set_setting(KEY_CREDENTIAL, Some(&bytes))?;
+        self.store()
+            .set_setting(KEY_CREDENTIAL, Some(&bytes))
+            .map_err(Error::from)?;
         Ok(())
     }
 }

@@ -24,31 +24,31 @@ impl Replica for Engine {
     }
 
     fn last_seq(&self) -> Result<u64> {
-        self.store().last_seq()
+        Ok(self.store().last_seq()?)
     }
 
     fn all_heads(&self) -> Result<Vec<(RecordId, Vec<ChangeHash>)>> {
-        self.store().all_heads()
+        Ok(self.store().all_heads()?)
     }
 
     fn changed_since(&self, seq: u64) -> Result<Vec<(RecordId, Vec<ChangeHash>)>> {
-        self.store().changed_since(seq)
+        Ok(self.store().changed_since(seq)?)
     }
 
     fn heads(&self, id: RecordId) -> Result<Vec<ChangeHash>> {
-        self.store().heads(id)
+        Ok(self.store().heads(id)?)
     }
 
     fn doc(&self, id: RecordId) -> Result<Option<Arc<Automerge>>> {
-        self.store().shared_doc(id)
+        Ok(self.store().shared_doc(id)?)
     }
 
     fn stored_changes_after(&self, id: RecordId, have: &[ChangeHash]) -> Result<Option<Vec<u8>>> {
-        self.store().stored_changes_after(id, have)
+        Ok(self.store().stored_changes_after(id, have)?)
     }
 
     fn doc_bytes(&self, id: RecordId) -> Result<Option<Vec<u8>>> {
-        self.store().doc_bytes(id)
+        Ok(self.store().doc_bytes(id)?)
     }
 
     fn apply(&self, batch: &[(RecordId, Vec<u8>)]) -> Result<Applied> {
@@ -64,15 +64,15 @@ impl Replica for Engine {
     }
 
     fn peer_cursor(&self, peer: &PeerRef) -> Result<Option<PeerCursor>> {
-        self.store().peer_cursor(&peer.cursor_name())
+        Ok(self.store().peer_cursor(&peer.cursor_name())?)
     }
 
     fn set_peer_cursor(&self, peer: &PeerRef, cursor: PeerCursor) -> Result<()> {
-        self.store().set_peer_cursor(&peer.cursor_name(), cursor)
+        Ok(self.store().set_peer_cursor(&peer.cursor_name(), cursor)?)
     }
 
     fn forget_peer_cursor(&self, peer: &PeerRef) -> Result<()> {
-        self.store().forget_peer_cursor(&peer.cursor_name())
+        Ok(self.store().forget_peer_cursor(&peer.cursor_name())?)
     }
 }
 

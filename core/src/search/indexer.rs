@@ -12,6 +12,7 @@ use tantivy::query::{BooleanQuery, EnableScoring, Occur, TermQuery};
 use tantivy::schema::IndexRecordOption;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
 
+use super::Result;
 use super::collect::{SegmentIds, TopById, record_id};
 use super::fields::{self, Fields};
 use super::filter::FilterCache;
@@ -20,7 +21,6 @@ use super::plan::Planner;
 use super::stats::StatsCache;
 use super::{Page, SearchError, SearchFilters, SearchHit, SearchOptions, SearchResults};
 use super::{document, snippet, syntax};
-use crate::error::Result;
 use crate::events::ChangeKind;
 use crate::model::{Record, RecordId, RecordType};
 use crate::store::Store;
@@ -411,7 +411,7 @@ impl Indexer {
     /// Stops a long rebuild or catch-up when the engine is dropped (the next open resumes).
     fn check_stop(&self) -> Result<()> {
         if self.shared.lock().stop {
-            return Err(SearchError::Indexing("the engine was closed".into()).into());
+            return Err(SearchError::Indexing("the engine was closed".into()));
         }
         Ok(())
     }

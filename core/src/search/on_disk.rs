@@ -8,10 +8,10 @@ use std::path::Path;
 
 use tantivy::{Index, IndexSettings};
 
+use super::Result;
 use super::SearchError;
 use super::directory::UnsyncedDirectory;
 use super::fields::{self, Fields, INDEX_VERSION};
-use crate::error::Result;
 use crate::store::Store;
 
 /// First word of the commit payload.

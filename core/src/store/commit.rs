@@ -5,12 +5,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use redb::{Database, Durability, ReadableDatabase, WriteTransaction};
 
+use super::error::{Result, StoreError};
 use super::journal::{self, Journal, Recorded};
 use super::recorded::Tables;
 use super::tables::META;
 use super::write::WriteCtx;
 use super::{META_JOURNAL_EPOCH, Store};
-use crate::error::{Error, Result, StoreError};
 use crate::model::DeviceId;
 
 fn read_epoch(db: &Database) -> Result<u64> {
@@ -21,14 +21,14 @@ fn read_epoch(db: &Database) -> Result<u64> {
     };
     <[u8; 8]>::try_from(bytes.value())
         .map(u64::from_le_bytes)
-        .map_err(|_| Error::corrupt("journal epoch", "not 8 bytes"))
+        .map_err(|_| StoreError::corrupt("journal epoch", "not 8 bytes"))
 }
 
 /// Commits `txn` durably as a checkpoint: the epoch it records voids every journal record so
 /// far, which the commit has taken into the database.
 fn commit_checkpoint(mut txn: WriteTransaction, journal: &mut Journal) -> Result<()> {
     txn.set_durability(Durability::Immediate)
-        .map_err(|e| Error::corrupt("checkpoint", e))?;
+        .map_err(|e| StoreError::corrupt("checkpoint", e))?;
     let epoch = journal.epoch() + 1;
     txn.open_table(META)?
         .insert(META_JOURNAL_EPOCH, epoch.to_le_bytes().as_slice())?;

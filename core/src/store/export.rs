@@ -11,10 +11,10 @@ use automerge::ChangeHash;
 use redb::ReadableDatabase;
 
 use super::Store;
+use super::error::Result;
 use super::recorded::{DOC_CHANGES, HEADS};
 use super::tables;
 use crate::doc;
-use crate::error::Result;
 use crate::model::RecordId;
 
 impl Store {

@@ -28,7 +28,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result, StoreError};
+use super::error::{Result, StoreError};
 use crate::model::DeviceId;
 
 /// A write whose mutations take more is committed to the database durably instead (imports,
@@ -165,7 +165,7 @@ pub(super) fn decode(
 ) -> Result<()> {
     fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Result<&'a [u8]> {
         if bytes.len() < n {
-            return Err(Error::corrupt("journal record", "truncated mutation"));
+            return Err(StoreError::corrupt("journal record", "truncated mutation"));
         }
         let (head, rest) = bytes.split_at(n);
         *bytes = rest;
@@ -182,7 +182,7 @@ pub(super) fn decode(
     }
     fn text<'a>(bytes: &mut &'a [u8]) -> Result<&'a str> {
         std::str::from_utf8(sized(bytes)?)
-            .map_err(|_| Error::corrupt("journal record", "record type is not UTF-8"))
+            .map_err(|_| StoreError::corrupt("journal record", "record type is not UTF-8"))
     }
     while let Some((&tag, rest)) = bytes.split_first() {
         bytes = rest;
@@ -204,7 +204,7 @@ pub(super) fn decode(
             7 => Mutation::List(text(b)?, u128::from_le_bytes(array(b)?)),
             8 => Mutation::Unlist(text(b)?, u128::from_le_bytes(array(b)?)),
             other => {
-                return Err(Error::corrupt(
+                return Err(StoreError::corrupt(
                     "journal record",
                     format!("unknown mutation {other}"),
                 ));
@@ -246,13 +246,12 @@ pub(super) struct Journal {
     offset: u64,
 }
 
-fn io_error(path: &Path, what: &'static str, source: std::io::Error) -> Error {
+fn io_error(path: &Path, what: &'static str, source: std::io::Error) -> StoreError {
     StoreError::Journal {
         path: path.to_path_buf(),
         what,
         source,
     }
-    .into()
 }
 
 impl Journal {
@@ -286,8 +285,7 @@ impl Journal {
                     path,
                     found,
                     supported: VERSION,
-                }
-                .into());
+                });
             }
         };
         let mut journal = Self {

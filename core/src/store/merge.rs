@@ -7,10 +7,10 @@ use redb::ReadableDatabase;
 use std::sync::Arc;
 
 use super::Store;
+use super::error::{Result, StoreError};
 use super::recorded::{DOC_CHANGES, DOCS};
 use super::write::{Origin, WriteCtx};
 use crate::doc::{self, DocError};
-use crate::error::{Error, Result};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{RecordId, Schema};
 
@@ -38,7 +38,7 @@ pub struct Merged {
     /// One event per record that changed.
     pub events: Vec<ChangeEvent>,
     /// Records left out, with the reason; the store holds them as before.
-    pub skipped: Vec<(RecordId, Error)>,
+    pub skipped: Vec<(RecordId, StoreError)>,
 }
 
 impl Store {
@@ -140,10 +140,10 @@ impl Store {
                 let stored = ctx.heads_entry(id)?;
                 // Bytes that are change chunks are checked whole here, before Automerge sees
                 // them (it asserts, and can abort, on some forged changes).
-                let split = doc::split_changes(bytes).map_err(Error::doc(id))?;
+                let split = doc::split_changes(bytes).map_err(StoreError::doc(id))?;
                 if split.is_none() {
                     // Automerge inflates compressed parts whole before checking anything.
-                    doc::check_chunks(bytes).map_err(Error::doc(id))?;
+                    doc::check_chunks(bytes).map_err(StoreError::doc(id))?;
                 }
                 if stored.is_none()
                     && let Some(changes) = &split
@@ -171,23 +171,23 @@ impl Store {
                         match split.clone() {
                             Some(changes) => doc::guarded(|| doc.apply_changes(changes)),
                             None => {
-                                check_whole(bytes).map_err(Error::doc(id))?;
+                                check_whole(bytes).map_err(StoreError::doc(id))?;
                                 doc::guarded(|| doc.load_incremental(bytes).map(drop))
                             }
                         }
-                        .map_err(Error::doc(id))?;
+                        .map_err(StoreError::doc(id))?;
                         (doc, Some(heads), pending)
                     }
                     // Strict load: a new record's bytes must be whole, so they can be stored
                     // as they are.
                     None => (
-                        doc::guarded(|| Automerge::load(bytes)).map_err(Error::doc(id))?,
+                        doc::guarded(|| Automerge::load(bytes)).map_err(StoreError::doc(id))?,
                         None,
                         0,
                     ),
                 };
                 if let Err(e) = doc::check_single_origin(&doc) {
-                    let e = Error::doc(id)(e);
+                    let e = StoreError::doc(id)(e);
                     if !skip {
                         return Err(e);
                     }
@@ -196,7 +196,7 @@ impl Store {
                 }
                 let missing = doc.get_missing_deps(&[]);
                 if !missing.is_empty() {
-                    return Err(Error::doc(id)(DocError::MissingChanges(missing.len())));
+                    return Err(StoreError::doc(id)(DocError::MissingChanges(missing.len())));
                 }
                 if origin_heads.as_ref().is_some_and(|h| *h == doc.get_heads()) {
                     // Nothing new: the document goes back as it was taken.
@@ -205,8 +205,8 @@ impl Store {
                 }
                 // A document Automerge built from forged changes can trip its own checks
                 // when read or saved (seen with debug assertions on): refused like the rest.
-                let record =
-                    doc::guarded(|| doc::materialize(&doc, id, schema)).map_err(Error::doc(id))?;
+                let record = doc::guarded(|| doc::materialize(&doc, id, schema))
+                    .map_err(StoreError::doc(id))?;
                 // Updated from what arrived when possible: reading them from the whole
                 // document costs a walk over its history.
                 let known = match &origin_heads {
@@ -227,10 +227,10 @@ impl Store {
                 let origin = match origin_heads {
                     Some(heads) => {
                         let row = ctx.row(id)?.ok_or_else(|| {
-                            Error::corrupt(format!("record {id}"), "document without row")
+                            StoreError::corrupt(format!("record {id}"), "document without row")
                         })?;
                         if row.record_type != record.record_type {
-                            let e = Error::TypeMismatch {
+                            let e = StoreError::TypeMismatch {
                                 id,
                                 expected: row.record_type.to_string(),
                                 found: record.record_type.to_string(),
@@ -248,7 +248,7 @@ impl Store {
                 let persisted = doc::guarded(|| {
                     Ok::<_, DocError>(ctx.persist(&doc, origin, &record, ChangeKind::Merged, facts))
                 })
-                .map_err(Error::doc(id))?;
+                .map_err(StoreError::doc(id))?;
                 events.push(persisted?);
                 // The next batch for this record (a relay hears the same records from many
                 // devices) starts from here instead of decoding the document again. Should

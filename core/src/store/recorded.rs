@@ -15,8 +15,8 @@ use redb::{
     WriteTransaction,
 };
 
+use super::error::Result;
 use super::journal::{Mutation, Recorded, Recorder};
-use crate::error::Result;
 
 /// A journaled table: open for reading anywhere, for writing only through [`Tables`].
 pub(super) struct RecordedTable<K: Key + 'static, V: Value + 'static>(

@@ -4,8 +4,8 @@
 use automerge::{Automerge, ChangeHash};
 use redb::{ReadableTable, TableDefinition};
 
+use super::error::{Result, StoreError};
 use crate::doc::Facts;
-use crate::error::{Error, Result};
 use crate::model::{Record, RecordId};
 
 /// Name → value: format version, device id, workspace id, schema customizations.
@@ -18,7 +18,7 @@ pub fn encode_row(record: &Record) -> Vec<u8> {
 
 pub fn decode_row(id: u128, bytes: &[u8]) -> Result<Record> {
     postcard::from_bytes(bytes)
-        .map_err(|e| Error::corrupt(format!("row {}", RecordId::from_u128(id)), e))
+        .map_err(|e| StoreError::corrupt(format!("row {}", RecordId::from_u128(id)), e))
 }
 
 pub fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
@@ -27,11 +27,14 @@ pub fn encode_heads(heads: &[ChangeHash]) -> Vec<u8> {
 
 pub fn decode_heads(bytes: &[u8]) -> Result<Vec<ChangeHash>> {
     if !bytes.len().is_multiple_of(32) {
-        return Err(Error::corrupt("heads", "length is not a multiple of 32"));
+        return Err(StoreError::corrupt(
+            "heads",
+            "length is not a multiple of 32",
+        ));
     }
     bytes
         .chunks_exact(32)
-        .map(|c| ChangeHash::try_from(c).map_err(|e| Error::corrupt("heads", e)))
+        .map(|c| ChangeHash::try_from(c).map_err(|e| StoreError::corrupt("heads", e)))
         .collect()
 }
 
@@ -65,7 +68,7 @@ pub fn decode_heads_entry(bytes: &[u8]) -> Result<(Vec<ChangeHash>, Option<Facts
     if bytes.len().is_multiple_of(32) {
         return Ok((decode_heads(bytes)?, None));
     }
-    let bad = || Error::corrupt("heads", "facts do not match their length");
+    let bad = || StoreError::corrupt("heads", "facts do not match their length");
     let (rest, count) = bytes.split_last_chunk::<2>().ok_or_else(bad)?;
     let facts_len = FACTS_FIXED - 2 + FACTS_PER_ACTOR * usize::from(u16::from_be_bytes(*count));
     let split = rest.len().checked_sub(facts_len).ok_or_else(bad)?;
@@ -106,7 +109,7 @@ pub fn encode_log(id: u128, kind: u8, heads_before: &[ChangeHash]) -> Vec<u8> {
 
 /// Decodes a log entry written by [`encode_log`].
 pub fn decode_log(seq: u64, bytes: &[u8]) -> Result<(u128, u8, Vec<ChangeHash>)> {
-    let bad = || Error::corrupt(format!("log entry {seq}"), "shorter than 17 bytes");
+    let bad = || StoreError::corrupt(format!("log entry {seq}"), "shorter than 17 bytes");
     let id: [u8; 16] = bytes
         .get(..16)
         .and_then(|b| b.try_into().ok())
@@ -126,13 +129,13 @@ pub fn load_doc(
     let Some(base) = docs.get(key)? else {
         return Ok(None);
     };
-    let mut doc =
-        Automerge::load(base.value()).map_err(|e| Error::corrupt(format!("document {id}"), e))?;
+    let mut doc = Automerge::load(base.value())
+        .map_err(|e| StoreError::corrupt(format!("document {id}"), e))?;
     let mut pending = 0;
     for entry in changes.range((key, 0)..=(key, u32::MAX))? {
         let (_, bytes) = entry?;
         doc.load_incremental(bytes.value())
-            .map_err(|e| Error::corrupt(format!("changes of {id}"), e))?;
+            .map_err(|e| StoreError::corrupt(format!("changes of {id}"), e))?;
         pending += 1;
     }
     Ok(Some((doc, pending)))

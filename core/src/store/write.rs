@@ -8,12 +8,12 @@ use chrono::{DateTime, Utc};
 use redb::{ReadableTable, WriteTransaction};
 
 use super::Store;
+use super::error::{Result, StoreError};
 use super::journal::{Mutation, Recorded};
 use super::patch::{normalize_ops, preview};
 use super::recorded::Tables;
 use super::tables;
 use crate::doc::{self, Facts};
-use crate::error::{Error, Result};
 use crate::events::{ChangeEvent, ChangeKind};
 use crate::model::{
     FieldOp, NewRecord, Patch, Record, RecordId, RecordType, Schema, validate_record,
@@ -332,7 +332,7 @@ impl Store {
             for new in records {
                 let id = new.id.unwrap_or_default();
                 if ctx.exists(id)? || minted.contains_key(&id) {
-                    return Err(Error::AlreadyExists(id));
+                    return Err(StoreError::AlreadyExists(id));
                 }
                 let mut fields = new.fields;
                 {
@@ -385,9 +385,9 @@ impl Store {
         let now = now_ms();
         let device = self.device;
         self.write(|ctx| {
-            let row = ctx.row(id)?.ok_or(Error::NotFound(id))?;
+            let row = ctx.row(id)?.ok_or(StoreError::NotFound(id))?;
             if row.deleted {
-                return Err(Error::Deleted(id));
+                return Err(StoreError::Deleted(id));
             }
             let ops = normalize_ops(schema, &row.record_type, patch)?;
             let mut fields = row.fields.clone();
@@ -409,7 +409,7 @@ impl Store {
                     &lookup,
                 )?;
             }
-            let missing = || Error::corrupt(format!("record {id}"), "row without document");
+            let missing = || StoreError::corrupt(format!("record {id}"), "row without document");
             let (stored, before) = ctx.heads_entry(id)?.ok_or_else(missing)?;
             // A document decoded by the last edit (typing into a note) is quicker to edit.
             let cached = self.docs.take(id, &stored);
@@ -423,8 +423,8 @@ impl Store {
             let (mut doc, pending) =
                 Self::cached_or_loaded(ctx, id, cached)?.ok_or_else(missing)?;
             let heads = doc.get_heads();
-            doc::apply_ops(&mut doc, device, &ops, now).map_err(Error::doc(id))?;
-            let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
+            doc::apply_ops(&mut doc, device, &ops, now).map_err(StoreError::doc(id))?;
+            let record = doc::materialize(&doc, id, schema).map_err(StoreError::doc(id))?;
             let event = ctx.persist(
                 &doc,
                 Origin::Loaded { heads, pending },
@@ -450,16 +450,16 @@ impl Store {
         let now = now_ms();
         let device = self.device;
         self.write(|ctx| {
-            let row = ctx.row(id)?.ok_or(Error::NotFound(id))?;
+            let row = ctx.row(id)?.ok_or(StoreError::NotFound(id))?;
             if row.deleted == deleted {
                 return Ok(None);
             }
-            let missing = || Error::corrupt(format!("record {id}"), "row without document");
+            let missing = || StoreError::corrupt(format!("record {id}"), "row without document");
             let (stored, before) = ctx.heads_entry(id)?.ok_or_else(missing)?;
             let (mut doc, pending) = self.load_for_write(ctx, id, &stored)?.ok_or_else(missing)?;
             let heads = doc.get_heads();
-            doc::set_deleted(&mut doc, device, deleted, now).map_err(Error::doc(id))?;
-            let record = doc::materialize(&doc, id, schema).map_err(Error::doc(id))?;
+            doc::set_deleted(&mut doc, device, deleted, now).map_err(StoreError::doc(id))?;
+            let record = doc::materialize(&doc, id, schema).map_err(StoreError::doc(id))?;
             let kind = if deleted {
                 ChangeKind::Deleted
             } else {
