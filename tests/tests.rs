@@ -10,6 +10,7 @@ mod fast_forward;
 mod hostile;
 mod import_export;
 mod journal;
+mod layers;
 mod lists;
 mod local_edits;
 mod mem_replica;
