@@ -29,6 +29,7 @@ const KEY_CREDENTIAL: &str = "net.credential";
 const KEY_REVOCATIONS: &str = "net.revocations";
 
 /// What a device may do in a workspace.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Enum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
     /// Invites and revokes devices; syncs like a member.
