@@ -125,6 +125,17 @@ fn parse_heads(heads: &[String]) -> Result<Vec<ChangeHash>, CrmError> {
         .collect()
 }
 
+/// Imports CSV from `csv` into records of `record_type`.
+fn import(
+    engine: &crmsync::Engine,
+    csv: impl std::io::Read,
+    record_type: String,
+    strict: bool,
+) -> Result<ImportReport, CrmError> {
+    let options = ImportOptions { strict };
+    Ok(engine.import_csv(csv, &RecordType::from(record_type), &options)?)
+}
+
 /// The search index directory of the database file at `path`: beside it, named after it
 /// (`crm.redb` → `crm.redb.search`). An app that deletes or moves a database file does the same
 /// with this directory; deleting it alone is safe, the index is rebuilt on the next open.
@@ -332,15 +343,7 @@ impl Engine {
         strict: bool,
     ) -> Result<ImportReport, CrmError> {
         let engine = self.core()?;
-        run_blocking(move || {
-            let report = engine.import_csv(
-                csv.as_bytes(),
-                &RecordType::from(record_type),
-                &ImportOptions { strict },
-            )?;
-            Ok(report)
-        })
-        .await
+        run_blocking(move || import(&engine, csv.as_bytes(), record_type, strict)).await
     }
 
     /// Imports records of one type from a CSV file.
@@ -356,12 +359,7 @@ impl Engine {
             let file = File::open(&path).map_err(|e| CrmError::Io {
                 detail: format!("cannot open {path}: {e}"),
             })?;
-            let report = engine.import_csv(
-                file,
-                &RecordType::from(record_type),
-                &ImportOptions { strict },
-            )?;
-            Ok(report)
+            import(&engine, file, record_type, strict)
         })
         .await
     }
