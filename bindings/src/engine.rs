@@ -7,18 +7,19 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use automerge::ChangeHash;
 use crmsync::doc::Version;
-use crmsync::{EngineOptions, ImportOptions, Patch, Pipeline, RecordType, StoreOptions};
+use crmsync::{
+    ChangeEvent, Conflict, EngineOptions, FieldChange, FieldOp, HistoryEntry, ImportOptions,
+    ImportReport, NewRecord, Patch, Pipeline, Record, RecordType, Stage, StoreOptions,
+};
 
 use crate::error::CrmError;
-use crate::listener::{Change, ChangeListener, ListenerHandle};
+use crate::listener::{ChangeListener, ListenerHandle};
 use crate::net::Network;
-use crate::record::{
-    ChangeBatch, Conflict, FieldChange, HistoryEntry, ImportReport, ListQuery, NewRecord, Record,
-    core_fields,
-};
+use crate::record::{ChangeBatch, ListQuery};
 use crate::runtime::run_blocking;
-use crate::value::{FieldDef, FieldOp, FieldValue, Schema, Stage, parse_id, to_usize};
+use crate::value::{FieldDef, FieldValue, Schema, parse_id, to_usize};
 
+// The core splits these between `EngineOptions` and `SearchOptions`, with more knobs.
 /// How to open an engine. Every field has a default.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct OpenOptions {
@@ -124,8 +125,15 @@ fn parse_heads(heads: &[String]) -> Result<Vec<ChangeHash>, CrmError> {
         .collect()
 }
 
-fn changes(events: Vec<crmsync::ChangeEvent>) -> Vec<Change> {
-    events.into_iter().map(Change::from).collect()
+/// Imports CSV from `csv` into records of `record_type`.
+fn import(
+    engine: &crmsync::Engine,
+    csv: impl std::io::Read,
+    record_type: String,
+    strict: bool,
+) -> Result<ImportReport, CrmError> {
+    let options = ImportOptions { strict };
+    Ok(engine.import_csv(csv, &RecordType::from(record_type), &options)?)
 }
 
 /// The search index directory of the database file at `path`: beside it, named after it
@@ -214,19 +222,17 @@ impl Engine {
         record_type: String,
         fields: HashMap<String, FieldValue>,
     ) -> Result<Record, CrmError> {
-        let mut record = crmsync::NewRecord::new(record_type);
-        record.fields = core_fields(fields)?;
-        Ok(self.core()?.create(record)?.into())
+        let mut record = NewRecord::new(record_type);
+        for (name, value) in fields {
+            record.fields.insert(name, value.try_into()?);
+        }
+        Ok(self.core()?.create(record)?)
     }
 
     /// Validates and stores many records in one transaction (all or none); returns their ids
     /// in order. Links may point at records of the same batch.
     pub async fn create_many(&self, records: Vec<NewRecord>) -> Result<Vec<String>, CrmError> {
         let engine = self.core()?;
-        let records = records
-            .into_iter()
-            .map(crmsync::NewRecord::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
         run_blocking(move || {
             let ids = engine.create_many(records)?;
             Ok(ids.iter().map(ToString::to_string).collect())
@@ -236,18 +242,12 @@ impl Engine {
 
     /// The current value of a live record; absent if it does not exist or is deleted.
     pub fn get(&self, id: String) -> Result<Option<Record>, CrmError> {
-        Ok(self.core()?.get(parse_id(&id)?)?.map(Record::from))
+        Ok(self.core()?.get(parse_id(&id)?)?)
     }
 
     /// Applies the edits as one change and returns the new value.
     pub fn update(&self, id: String, ops: Vec<FieldOp>) -> Result<Record, CrmError> {
-        let patch = Patch {
-            ops: ops
-                .into_iter()
-                .map(crmsync::FieldOp::try_from)
-                .collect::<Result<_, _>>()?,
-        };
-        Ok(self.core()?.update(parse_id(&id)?, patch)?.into())
+        Ok(self.core()?.update(parse_id(&id)?, Patch { ops })?)
     }
 
     /// Deletes a record (a tombstone that keeps merging and wins over concurrent edits).
@@ -258,14 +258,14 @@ impl Engine {
 
     /// Brings a deleted record back.
     pub fn restore(&self, id: String) -> Result<Record, CrmError> {
-        Ok(self.core()?.restore(parse_id(&id)?)?.into())
+        Ok(self.core()?.restore(parse_id(&id)?)?)
     }
 
     /// Lists live records of a type with filters, sort and paging.
     pub async fn list(&self, query: ListQuery) -> Result<Vec<Record>, CrmError> {
         let engine = self.core()?;
         let query = crmsync::ListQuery::try_from(query)?;
-        run_blocking(move || Ok(engine.list(&query)?.into_iter().map(Record::from).collect())).await
+        run_blocking(move || Ok(engine.list(&query)?)).await
     }
 
     /// Number of live records of a type.
@@ -275,27 +275,24 @@ impl Engine {
 
     /// Every change of a record, oldest first: who, when, which fields.
     pub fn history(&self, id: String) -> Result<Vec<HistoryEntry>, CrmError> {
-        let history = self.core()?.history(parse_id(&id)?)?;
-        Ok(history.into_iter().map(HistoryEntry::from).collect())
+        Ok(self.core()?.history(parse_id(&id)?)?)
     }
 
     /// The record as it was at a `version` taken from its history.
     pub fn get_at(&self, id: String, version: String) -> Result<Record, CrmError> {
         let version = Version::from_str(&version).map_err(CrmError::input)?;
-        Ok(self.core()?.get_at(parse_id(&id)?, &version)?.into())
+        Ok(self.core()?.get_at(parse_id(&id)?, &version)?)
     }
 
     /// The successive values of one field of a record (e.g. a deal's stage), oldest first.
     pub fn field_history(&self, id: String, field: String) -> Result<Vec<FieldChange>, CrmError> {
-        let changes = self.core()?.field_history(parse_id(&id)?, &field)?;
-        Ok(changes.into_iter().map(FieldChange::from).collect())
+        Ok(self.core()?.field_history(parse_id(&id)?, &field)?)
     }
 
     /// Fields that replicas set concurrently: the value shown everywhere and the ones that
     /// lost.
     pub fn conflicts(&self, id: String) -> Result<Vec<Conflict>, CrmError> {
-        let conflicts = self.core()?.conflicts(parse_id(&id)?)?;
-        Ok(conflicts.into_iter().map(Conflict::from).collect())
+        Ok(self.core()?.conflicts(parse_id(&id)?)?)
     }
 
     /// Declares (or redeclares) a custom field on a record type. Persisted.
@@ -328,22 +325,12 @@ impl Engine {
 
     /// The deal pipeline's stages, in order.
     pub fn pipeline(&self) -> Result<Vec<Stage>, CrmError> {
-        let schema = self.core()?.schema();
-        Ok(schema
-            .pipeline()
-            .stages
-            .iter()
-            .cloned()
-            .map(Stage::from)
-            .collect())
+        Ok(self.core()?.schema().pipeline().stages.clone())
     }
 
     /// Replaces the deal pipeline (and with it the allowed values of a deal's `stage`).
     pub fn set_pipeline(&self, stages: Vec<Stage>) -> Result<(), CrmError> {
-        let pipeline = Pipeline {
-            stages: stages.into_iter().map(crmsync::Stage::from).collect(),
-        };
-        Ok(self.core()?.set_pipeline(pipeline)?)
+        Ok(self.core()?.set_pipeline(Pipeline { stages })?)
     }
 
     /// Imports records of one type from CSV text: headers are field names, bad rows are
@@ -356,15 +343,7 @@ impl Engine {
         strict: bool,
     ) -> Result<ImportReport, CrmError> {
         let engine = self.core()?;
-        run_blocking(move || {
-            let report = engine.import_csv(
-                csv.as_bytes(),
-                &RecordType::from(record_type),
-                &ImportOptions { strict },
-            )?;
-            Ok(report.into())
-        })
-        .await
+        run_blocking(move || import(&engine, csv.as_bytes(), record_type, strict)).await
     }
 
     /// Imports records of one type from a CSV file.
@@ -380,12 +359,7 @@ impl Engine {
             let file = File::open(&path).map_err(|e| CrmError::Io {
                 detail: format!("cannot open {path}: {e}"),
             })?;
-            let report = engine.import_csv(
-                file,
-                &RecordType::from(record_type),
-                &ImportOptions { strict },
-            )?;
-            Ok(report.into())
+            import(&engine, file, record_type, strict)
         })
         .await
     }
@@ -416,8 +390,8 @@ impl Engine {
     /// Change-log entries after `seq` (at most `limit`), to catch up on changes missed while
     /// no listener was registered.
     #[uniffi::method(default(limit = 1000))]
-    pub fn changes_since(&self, seq: u64, limit: u64) -> Result<Vec<Change>, CrmError> {
-        Ok(changes(self.core()?.changes_since(seq, to_usize(limit)?)?))
+    pub fn changes_since(&self, seq: u64, limit: u64) -> Result<Vec<ChangeEvent>, CrmError> {
+        Ok(self.core()?.changes_since(seq, to_usize(limit)?)?)
     }
 
     /// Registers a listener told which records changed (local writes and merges), on a
@@ -455,12 +429,12 @@ impl Engine {
 
     /// Merges changes from another replica, all records in one transaction (all or none);
     /// returns what changed here. Listeners see them as `Merged`.
-    pub fn apply_changes(&self, batch: Vec<ChangeBatch>) -> Result<Vec<Change>, CrmError> {
+    pub fn apply_changes(&self, batch: Vec<ChangeBatch>) -> Result<Vec<ChangeEvent>, CrmError> {
         let batch = batch
             .into_iter()
             .map(|b| Ok((parse_id(&b.id)?, b.changes)))
             .collect::<Result<Vec<_>, CrmError>>()?;
-        Ok(changes(self.core()?.apply_changes(&batch)?))
+        Ok(self.core()?.apply_changes(&batch)?)
     }
 }
 

@@ -10,15 +10,16 @@ use crmsync::net::NetError;
 use crmsync::search::SearchError;
 use crmsync::sync::{AbortCode, SyncError};
 
+use crmsync::RowError;
+
 use crate::net::Refusal;
-use crate::record::RowError;
 
 /// Everything a call can fail with. Kotlin sees `CrmException`, Swift `CrmError`, Python
 /// `CrmError` (each variant a subclass).
 #[derive(Debug, Clone, PartialEq, thiserror::Error, uniffi::Error)]
+#[error("{detail}")]
 pub enum CrmError {
     /// The record or patch breaks the schema; nothing was written.
-    #[error("{detail}")]
     Validation {
         /// The record type being written.
         record_type: String,
@@ -30,13 +31,11 @@ pub enum CrmError {
         detail: String,
     },
     /// A schema change (custom field or type, pipeline) is not allowed.
-    #[error("{detail}")]
     Schema {
         /// The core's message.
         detail: String,
     },
     /// No record has this id (or it was never received here).
-    #[error("{detail}")]
     NotFound {
         /// The record id.
         id: String,
@@ -44,7 +43,6 @@ pub enum CrmError {
         detail: String,
     },
     /// A record with this id exists already.
-    #[error("{detail}")]
     AlreadyExists {
         /// The record id.
         id: String,
@@ -52,7 +50,6 @@ pub enum CrmError {
         detail: String,
     },
     /// The record is deleted; restore it before editing.
-    #[error("{detail}")]
     Deleted {
         /// The record id.
         id: String,
@@ -60,7 +57,6 @@ pub enum CrmError {
         detail: String,
     },
     /// A search query is malformed.
-    #[error("{detail}")]
     Query {
         /// Character (not byte) offset of the problem, from 0.
         position: u64,
@@ -68,19 +64,16 @@ pub enum CrmError {
         detail: String,
     },
     /// The search index failed, or the engine was opened with search disabled.
-    #[error("{detail}")]
     Search {
         /// The core's message.
         detail: String,
     },
     /// The storage layer failed (I/O, corrupt file, another workspace's file, newer format).
-    #[error("{detail}")]
     Store {
         /// The core's message.
         detail: String,
     },
     /// A record's document is unreadable, or changes received for it were refused.
-    #[error("{detail}")]
     Document {
         /// The record id.
         id: String,
@@ -88,7 +81,6 @@ pub enum CrmError {
         detail: String,
     },
     /// Changes received for a record claim another type than the record has here.
-    #[error("{detail}")]
     TypeMismatch {
         /// The record id.
         id: String,
@@ -100,7 +92,6 @@ pub enum CrmError {
         detail: String,
     },
     /// A strict CSV import found bad rows; nothing was stored.
-    #[error("{detail}")]
     Import {
         /// The bad rows, in file order.
         rows: Vec<RowError>,
@@ -108,65 +99,55 @@ pub enum CrmError {
         detail: String,
     },
     /// Reading or writing a file, CSV or JSON failed.
-    #[error("{detail}")]
     Io {
         /// The core's message.
         detail: String,
     },
     /// An analysis could not run (a parameter out of range, a missing exchange rate, too
     /// little data).
-    #[error("{detail}")]
     Analytics {
         /// The core's message.
         detail: String,
     },
     /// An argument does not parse: a record id, date, currency code, version or head.
-    #[error("{detail}")]
     InvalidInput {
         /// What is wrong with it.
         detail: String,
     },
     /// The engine was closed; open it again.
-    #[error("{detail}")]
     Closed {
         /// What to do.
         detail: String,
     },
     /// A failure of the bindings themselves (the runtime could not start, a task failed).
-    #[error("{detail}")]
     Internal {
         /// What failed.
         detail: String,
     },
     /// This device has no credential: `join` with one (or `init_admin` on the admin's device)
     /// before going online.
-    #[error("{detail}")]
     NotJoined {
         /// The core's message.
         detail: String,
     },
     /// This device already holds a credential (`init_admin` twice, or on a member).
-    #[error("{detail}")]
     AlreadyJoined {
         /// The core's message.
         detail: String,
     },
     /// Only the workspace admin's device may invite or revoke devices.
-    #[error("{detail}")]
     NotAdmin {
         /// The core's message.
         detail: String,
     },
     /// A credential's text does not parse or verify, has expired, or was signed by another
     /// admin than this device's workspace.
-    #[error("{detail}")]
     InvalidCredential {
         /// The core's message.
         detail: String,
     },
     /// The credential is for another workspace than the database's: open the engine with
     /// `OpenOptions.workspace_id` set to the credential's workspace (see `credential_info`).
-    #[error("{detail}")]
     WrongWorkspace {
         /// The credential's workspace id.
         credential_workspace: String,
@@ -176,7 +157,6 @@ pub enum CrmError {
         detail: String,
     },
     /// The credential was issued to another device.
-    #[error("{detail}")]
     NotForThisDevice {
         /// The node id it was issued to.
         issued_to: String,
@@ -186,7 +166,6 @@ pub enum CrmError {
         detail: String,
     },
     /// This device refused the peer: its membership check failed. Nothing was exchanged.
-    #[error("{detail}")]
     PeerRefused {
         /// Why.
         reason: Refusal,
@@ -195,7 +174,6 @@ pub enum CrmError {
     },
     /// The peer refused this device (e.g. its credential expired or was revoked). Nothing was
     /// exchanged.
-    #[error("{detail}")]
     RefusedByPeer {
         /// Why.
         reason: Refusal,
@@ -203,19 +181,16 @@ pub enum CrmError {
         detail: String,
     },
     /// The membership handshake broke (a malformed or oversized frame).
-    #[error("{detail}")]
     Handshake {
         /// The core's message.
         detail: String,
     },
     /// Networking could not start (e.g. the bind address is in use).
-    #[error("{detail}")]
     Bind {
         /// The core's message.
         detail: String,
     },
     /// No connection to the peer could be made.
-    #[error("{detail}")]
     Connect {
         /// The peer's node id.
         peer: String,
@@ -225,13 +200,11 @@ pub enum CrmError {
         detail: String,
     },
     /// The connection failed mid-session; the next session resumes where this one stopped.
-    #[error("{detail}")]
     Connection {
         /// The core's message.
         detail: String,
     },
     /// The network was shut down; enable it again.
-    #[error("{detail}")]
     NetworkClosed {
         /// What to do.
         detail: String,
@@ -240,21 +213,18 @@ pub enum CrmError {
     /// credential only lets it receive. None of them were applied and the session ended. A
     /// read-only device running this library never sends changes, so this means an outdated
     /// or altered app on the peer; invite the device as a member to accept its edits.
-    #[error("{detail}")]
     ReadOnlyPeer {
         /// The core's message, with what happened to the changes.
         detail: String,
     },
     /// The peer refused this device's changes because this device is a read-only member of
     /// the workspace. Nothing this device sent was applied there; it still receives changes.
-    #[error("{detail}")]
     RefusedAsReadOnly {
         /// The peer's message.
         detail: String,
     },
     /// A sync session failed (protocol, version or workspace mismatch, timeout, the peer
     /// aborted). Batches applied before stay; the next session resumes.
-    #[error("{detail}")]
     Sync {
         /// The core's message.
         detail: String,
@@ -323,10 +293,7 @@ impl From<Error> for CrmError {
                 found,
                 detail,
             },
-            Error::Import(rows) => CrmError::Import {
-                rows: rows.into_iter().map(RowError::from).collect(),
-                detail,
-            },
+            Error::Import(rows) => CrmError::Import { rows, detail },
             Error::Io(_) | Error::Csv(_) | Error::Json(_) => CrmError::Io { detail },
             // `Error` is non-exhaustive: a variant added later still arrives with its message.
             _ => CrmError::Internal { detail },

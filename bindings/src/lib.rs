@@ -1,8 +1,13 @@
 //! uniffi bindings of crmsync for Kotlin, Swift and Python.
 //!
-//! This crate holds no logic: [`Engine`] is a handle over [`crmsync::Engine`], and every other
-//! type here is a plain mirror of a core type (records, field values, patches, history,
-//! search results, analytics reports) with its conversion. Generated code sees:
+//! This crate holds no logic: [`Engine`] is a handle over [`crmsync::Engine`], and the records
+//! and enums the calls take and return are, for the most part, the core's own (uniffi remote
+//! types, defined in the core and exported by its `uniffi` feature, so their doc comments are the
+//! docs of the generated API). What is defined here: the object handles, the runtime of the
+//! `async` calls, the custom types that give the core's leaf types a foreign form (ids and
+//! record types as strings, timestamps as the platform's instant, currencies as codes), the one
+//! error type, and the few records whose foreign shape differs from the core's (each says why).
+//! Generated code sees:
 //!
 //! - [`Engine`]: open a database file ([`Engine::open`]) or an in-memory one, then create, get,
 //!   update, delete, restore, list, search, history, conflicts, CSV import and export, the merge
@@ -10,14 +15,14 @@
 //!   names a database file's search index directory. Calls that may take long (`list`,
 //!   `search`, imports, exports, analytics) are `async` and run on one shared tokio runtime, off
 //!   the caller's thread.
-//! - [`FieldValue`]: the typed value of a field; [`FieldOp`]: one edit of a patch.
+//! - [`FieldValue`]: the typed value of a field; [`crmsync::FieldOp`]: one edit of a patch.
 //! - [`CrmError`]: the one error type; every core error maps to one variant with its message.
 //! - [`ChangeListener`]: a foreign callback told which records changed (local writes and
 //!   merges), on a thread of its own, until [`ListenerHandle::unregister`].
 //! - Membership on [`Engine`] (`node_id`, `init_admin`, `invite_device`, `join`, `revoke`,
 //!   `credential`, `revocations`; [`credential_info`] reads a credential's text) and
 //!   [`Network`], the peer-to-peer sync handle `Engine::enable_network` returns: `sync_with` a
-//!   peer's [`PeerAddr`], background mode, [`NetStatus`] and a [`NetStatusListener`].
+//!   peer's [`PeerAddr`], background mode, the network's status and a [`NetStatusListener`].
 //!
 //! ```
 //! use std::collections::HashMap;
@@ -27,7 +32,7 @@
 //! let engine = Engine::in_memory()?;
 //! let fields = HashMap::from([("name".to_string(), FieldValue::Text { value: "Acme".into() })]);
 //! let acme = engine.create("company".into(), fields)?;
-//! assert_eq!(engine.get(acme.id.clone())?.map(|r| r.record_type), Some("company".into()));
+//! assert_eq!(engine.get(acme.id.to_string())?.map(|r| r.record_type), Some("company".into()));
 //! # Ok(())
 //! # }
 //! ```
@@ -46,28 +51,19 @@ mod search;
 mod value;
 
 pub use analytics::{
-    AprioriOptions, AssociationRule, Associations, CltvOptions, CltvRow, ExchangeRates, Factor,
-    FactorKind, ForecastMethod, ForecastModel, ForecastOptions, FunnelReport, FunnelStage,
-    GroupTotals, Itemset, MonthValue, OrderFact, PipelineOptions, PipelineReport, Recommendation,
-    RepeatCustomer, RfmOptions, RfmRow, SalesForecast, Segment, ServiceOptions, ServiceStats,
-    Smoothing, Totals, VisitCandidate, VisitPlanOptions, VisitWeights,
+    AprioriOptions, CltvOptions, ExchangeRates, ForecastOptions, GroupTotals, OrderFact,
+    PipelineOptions, PipelineReport, RfmOptions, RfmRow, ServiceOptions, VisitPlanOptions,
 };
 pub use engine::{Engine, OpenOptions, search_dir};
 pub use error::CrmError;
-pub use listener::{Change, ChangeKind, ChangeListener, ListenerHandle};
+pub use listener::{ChangeListener, ListenerHandle};
 pub use net::{
-    CredentialInfo, NetStatus, NetStatusListener, Network, NetworkOptions, PeerAddr, PeerStatus,
-    ReconcileMode, Refusal, Revocation, Role, SyncReport, credential_info,
+    CredentialInfo, NetStatusListener, Network, NetworkOptions, PeerAddr, Refusal, Revocation,
+    credential_info,
 };
-pub use record::{
-    ChangeBatch, Conflict, FieldChange, Filter, FilterOp, HistoryEntry, ImportReport, ListQuery,
-    NewRecord, Record, RowError, Sort, SortOrder,
-};
-pub use search::{DateRange, Highlight, SearchFilters, SearchHit, SearchResults, Snippet};
-pub use value::{
-    FieldDef, FieldKind, FieldOp, FieldValue, Money, OrderLine, Schema, SchemaField, SchemaType,
-    Stage,
-};
+pub use record::{ChangeBatch, Filter, ListQuery, Sort};
+pub use search::Highlight;
+pub use value::{FieldDef, FieldValue, Schema, SchemaType};
 
 /// The core crate, for Rust code that wants both.
 pub use crmsync;

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
-use crmsync::Subscription;
+use crmsync::{ChangeEvent, ChangeKind, RecordId, RecordType, Subscription};
 
 use crate::error::CrmError;
 
@@ -19,50 +19,8 @@ use crate::error::CrmError;
 /// `unregister` (which takes effect at once); it only bounds how long a stopped thread lingers.
 pub(crate) const IDLE_CHECK: Duration = Duration::from_millis(250);
 
-/// What happened to a record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-pub enum ChangeKind {
-    /// Created on this device.
-    Created,
-    /// Edited on this device.
-    Updated,
-    /// Deleted on this device.
-    Deleted,
-    /// Restored on this device.
-    Restored,
-    /// Changed by changes merged from another replica.
-    Merged,
-}
-
-/// One change of one record.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct Change {
-    /// Local log sequence number (increases with every write on this replica).
-    pub seq: u64,
-    /// The record's id.
-    pub id: String,
-    /// Its type.
-    pub record_type: String,
-    /// What happened.
-    pub kind: ChangeKind,
-}
-
-impl From<crmsync::ChangeEvent> for Change {
-    fn from(e: crmsync::ChangeEvent) -> Self {
-        Change {
-            seq: e.seq,
-            id: e.id.to_string(),
-            record_type: e.record_type.to_string(),
-            kind: match e.kind {
-                crmsync::ChangeKind::Created => ChangeKind::Created,
-                crmsync::ChangeKind::Updated => ChangeKind::Updated,
-                crmsync::ChangeKind::Deleted => ChangeKind::Deleted,
-                crmsync::ChangeKind::Restored => ChangeKind::Restored,
-                crmsync::ChangeKind::Merged => ChangeKind::Merged,
-            },
-        }
-    }
-}
+crmsync::uniffi_remote_ChangeKind!();
+crmsync::uniffi_remote_ChangeEvent!();
 
 /// Implemented by the app to be told which records changed: local writes and merges from
 /// other replicas, after they are committed. Called on a background thread (never the thread
@@ -71,7 +29,7 @@ impl From<crmsync::ChangeEvent> for Change {
 #[uniffi::export(callback_interface)]
 pub trait ChangeListener: Send + Sync {
     /// Records changed.
-    fn on_change(&self, changes: Vec<Change>) -> Result<(), CrmError>;
+    fn on_change(&self, changes: Vec<ChangeEvent>) -> Result<(), CrmError>;
 }
 
 /// A registered [`ChangeListener`] (or [`crate::NetStatusListener`]);
@@ -149,8 +107,8 @@ fn deliver(subscription: &Subscription, listener: &dyn ChangeListener, shared: &
             }
             continue;
         };
-        let mut batch = vec![Change::from(first)];
-        batch.extend(subscription.drain().into_iter().map(Change::from));
+        let mut batch = vec![first];
+        batch.extend(subscription.drain());
         let _gate = shared.gate();
         if shared.stopped() {
             return;

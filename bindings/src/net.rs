@@ -10,46 +10,34 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime};
 
-use crmsync::net::{self as core_net, EndpointAddr, NetOptions, PublicKey, RelayUrl};
+use chrono::{DateTime, Utc};
+use crmsync::net::{
+    self as core_net, EndpointAddr, EndpointId, NetOptions, NetStatus, PeerStatus, PublicKey,
+    RelayUrl, Role,
+};
+use crmsync::sync::{ReconcileMode, SyncReport};
 use tokio::sync::watch;
 
 use crate::engine::Engine;
 use crate::error::CrmError;
 use crate::listener::{IDLE_CHECK, ListenerHandle, Shared};
 use crate::runtime::{run_async, runtime};
-use crate::value::{to_instant, to_utc};
+use crate::value::to_utc;
 
-/// What a device may do in a workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-pub enum Role {
-    /// Invites and revokes devices; syncs like a member.
-    Admin,
-    /// Sends and receives changes.
-    Member,
-    /// Receives changes; peers refuse its own.
-    ReadOnly,
-}
+type NodeId = PublicKey;
 
-impl From<Role> for core_net::Role {
-    fn from(r: Role) -> Self {
-        match r {
-            Role::Admin => core_net::Role::Admin,
-            Role::Member => core_net::Role::Member,
-            Role::ReadOnly => core_net::Role::ReadOnly,
-        }
-    }
-}
+crmsync::uniffi_remote_Role!();
+crmsync::uniffi_remote_ReconcileMode!();
+crmsync::uniffi_remote_SyncReport!();
+crmsync::uniffi_remote_PeerStatus!();
+crmsync::uniffi_remote_NetStatus!();
 
-impl From<core_net::Role> for Role {
-    fn from(r: core_net::Role) -> Self {
-        match r {
-            core_net::Role::Admin => Role::Admin,
-            core_net::Role::Member => Role::Member,
-            core_net::Role::ReadOnly => Role::ReadOnly,
-        }
-    }
-}
+uniffi::custom_type!(
+    /// A device's node id (its public key), as `node_id()` shows it.
+    NodeId, String, { remote, lower: |id| id.to_string(), try_lift: |id| Ok(parse_node_id(&id)?) }
+);
 
+// Copy: the core's `Credential` is a signed statement whose parts are read through methods.
 /// What a credential says (read from its text with [`credential_info`], or this device's own
 /// from `Engine.credential`).
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -73,12 +61,13 @@ impl From<&core_net::Credential> for CredentialInfo {
             workspace_id: c.workspace().to_string(),
             device: c.device().to_string(),
             admin: c.admin().to_string(),
-            role: c.role().into(),
-            expires_at: c.expires_at().map(to_instant),
+            role: c.role(),
+            expires_at: c.expires_at().map(SystemTime::from),
         }
     }
 }
 
+// Copy: the core's `Revocation` is read through methods; `test_generated.py` pins its shape.
 /// The workspace admin's signed statement that a device is no longer a member, as this device
 /// knows it. Revocations travel with every sync session, so each device learns them from
 /// whichever peer it meets, and refuses the revoked device from then on.
@@ -94,7 +83,7 @@ impl From<&core_net::Revocation> for Revocation {
     fn from(r: &core_net::Revocation) -> Self {
         Revocation {
             device: r.device().to_string(),
-            revoked_at: r.revoked_at().map(to_instant),
+            revoked_at: r.revoked_at().map(SystemTime::from),
         }
     }
 }
@@ -108,6 +97,8 @@ pub fn credential_info(credential: String) -> Result<CredentialInfo, CrmError> {
     Ok(CredentialInfo::from(&credential))
 }
 
+// Copy: the core's `Refusal` is non-exhaustive, so the foreign one has an `Other` variant for
+// reasons added later; its ids are strings, as `tests/sync_errors.rs` pins.
 /// Why a peer was refused. Each reason is checked before any record moves.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
 pub enum Refusal {
@@ -182,7 +173,7 @@ impl From<core_net::Refusal> for Refusal {
                 connected,
             },
             R::Expired { expired_at } => Refusal::Expired {
-                expired_at: to_instant(expired_at),
+                expired_at: expired_at.into(),
             },
             R::Revoked => Refusal::Revoked,
             R::UnknownWorkspace { workspace } => Refusal::UnknownWorkspace {
@@ -204,6 +195,8 @@ impl From<core_net::Refusal> for Refusal {
     }
 }
 
+// Copy: the core's `NetOptions` holds socket addresses, URLs and `Duration`s; here they are
+// strings and milliseconds, each optional.
 /// How the network runs. Every field has a default: all interfaces on a random port, no relay,
 /// the core's intervals.
 #[derive(Debug, Clone, Default, PartialEq, Eq, uniffi::Record)]
@@ -266,6 +259,7 @@ impl TryFrom<NetworkOptions> for NetOptions {
     }
 }
 
+// Copy: the core's `EndpointAddr` is iroh's.
 /// How to reach a device: what [`Network::addr`] returns on one device and
 /// [`Network::sync_with`] / [`Network::add_peer`] take on another (e.g. through a QR code).
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
@@ -325,109 +319,6 @@ fn parse_relay_url(url: &str) -> Result<RelayUrl, CrmError> {
         .map_err(|e| CrmError::input(format!("'{url}' is not a relay URL: {e}")))
 }
 
-/// How the differing records of a session were found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, uniffi::Enum)]
-pub enum ReconcileMode {
-    /// From both sides' cursors (the peers synced to completion before).
-    Cursor,
-    /// By range-based set reconciliation (a new pairing, or a cursor was missing).
-    Ranges,
-}
-
-/// What one sync session did.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct SyncReport {
-    /// The peer's replica (device) id, hex.
-    pub peer: String,
-    /// How differences were found.
-    pub mode: ReconcileMode,
-    /// Records whose state differed.
-    pub differing: u64,
-    /// Records this side sent changes for.
-    pub records_sent: u64,
-    /// Records whose received changes changed something here.
-    pub records_received: u64,
-    /// Ids of records the peer sent that could not be merged with the record stored here
-    /// under the same id (created separately under it, or of another type): left out.
-    pub skipped: Vec<String>,
-    /// The peer took no changes in this session (a relay whose workspace is over its storage
-    /// quota): this device's changes stay local and go in a later session.
-    pub changes_held_back: bool,
-    /// Bytes written, framing included.
-    pub bytes_sent: u64,
-    /// Bytes read, framing included.
-    pub bytes_received: u64,
-    /// Request/response rounds, hello included.
-    pub round_trips: u32,
-    /// Wall time of the session.
-    pub duration: Duration,
-}
-
-impl From<crmsync::sync::SyncReport> for SyncReport {
-    fn from(r: crmsync::sync::SyncReport) -> Self {
-        SyncReport {
-            peer: r.peer.to_string(),
-            mode: match r.mode {
-                crmsync::sync::ReconcileMode::Cursor => ReconcileMode::Cursor,
-                crmsync::sync::ReconcileMode::Ranges => ReconcileMode::Ranges,
-            },
-            differing: r.differing as u64,
-            records_sent: r.records_sent as u64,
-            records_received: r.records_received as u64,
-            skipped: r.skipped.iter().map(ToString::to_string).collect(),
-            changes_held_back: r.changes_held_back,
-            bytes_sent: r.bytes_sent,
-            bytes_received: r.bytes_received,
-            round_trips: r.round_trips,
-            duration: r.duration,
-        }
-    }
-}
-
-/// What the network knows of one peer.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct PeerStatus {
-    /// The peer's node id.
-    pub node_id: String,
-    /// Whether a connection to it is open.
-    pub connected: bool,
-    /// When the last session with it completed.
-    pub last_sync: Option<SystemTime>,
-    /// Why the last attempt failed, if it did.
-    pub last_error: Option<String>,
-    /// Local writes not yet delivered to it, as of the last completed session (all of them
-    /// before the first).
-    pub pending_changes: u64,
-}
-
-/// The network's state.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct NetStatus {
-    /// Known peers, by node id.
-    pub peers: Vec<PeerStatus>,
-    /// Whether background mode runs.
-    pub background: bool,
-}
-
-impl From<core_net::NetStatus> for NetStatus {
-    fn from(s: core_net::NetStatus) -> Self {
-        NetStatus {
-            peers: s
-                .peers
-                .into_iter()
-                .map(|p| PeerStatus {
-                    node_id: p.node_id.to_string(),
-                    connected: p.connected,
-                    last_sync: p.last_sync.map(to_instant),
-                    last_error: p.last_error,
-                    pending_changes: p.pending_changes,
-                })
-                .collect(),
-            background: s.background,
-        }
-    }
-}
-
 /// Implemented by the app to follow the network's status (peers, last sync, errors, pending
 /// changes, background mode), e.g. for a sync indicator. Called on a background thread after
 /// every change of the status; switch to the UI thread before touching views. An exception
@@ -440,7 +331,7 @@ pub trait NetStatusListener: Send + Sync {
 
 /// Hands every new status of `status` to `listener` until unregistered or the network is gone.
 fn deliver_status(
-    mut status: watch::Receiver<core_net::NetStatus>,
+    mut status: watch::Receiver<NetStatus>,
     listener: &dyn NetStatusListener,
     shared: &Shared,
 ) {
@@ -454,7 +345,7 @@ fn deliver_status(
             Ok(Err(_gone)) => return,
             Ok(Ok(())) => {}
         }
-        let current = NetStatus::from(status.borrow_and_update().clone());
+        let current = status.borrow_and_update().clone();
         let _gate = shared.gate();
         if shared.stopped() {
             return;
@@ -543,7 +434,7 @@ impl Network {
     pub async fn sync_with(&self, peer: PeerAddr) -> Result<SyncReport, CrmError> {
         let addr = EndpointAddr::try_from(peer)?;
         let net = self.core()?;
-        run_async(async move { Ok(net.sync_with(addr).await?.into()) }).await
+        run_async(async move { Ok(net.sync_with(addr).await?) }).await
     }
 
     /// Starts background mode: every known peer is synced whenever this device changes
@@ -564,7 +455,7 @@ impl Network {
 
     /// The current status.
     pub fn status(&self) -> Result<NetStatus, CrmError> {
-        Ok(self.core()?.status().into())
+        Ok(self.core()?.status())
     }
 
     /// Registers a listener told of every status change, on a background thread, until its
@@ -637,9 +528,7 @@ impl Engine {
     ) -> Result<String, CrmError> {
         let device = parse_node_id(&node_id)?;
         let expires_at = expires_at.map(to_utc).transpose()?;
-        let credential = self
-            .core()?
-            .invite_device(device, role.into(), expires_at)?;
+        let credential = self.core()?.invite_device(device, role, expires_at)?;
         Ok(credential.to_string())
     }
 

@@ -1,43 +1,91 @@
-//! Field values, patches and field declarations as the foreign side sees them, with their
-//! conversions to and from the core types.
+//! Field values, patches, field declarations and the leaf types of every record.
 //!
-//! Record ids cross as strings (hyphenated UUIDs), timestamps as the platform's instant type
-//! (millisecond precision, UTC), dates as `YYYY-MM-DD` strings, money as integer minor units and
-//! an ISO 4217 code.
+//! The core's records and enums cross as themselves (uniffi remote types whose definitions,
+//! docs included, come from the core: see `bindings/derive`). Their leaf types cross as custom
+//! types in a foreign-friendly form: ids as strings (hyphenated UUIDs, hex device ids), record
+//! types and currencies as their names, timestamps as the platform's instant (millisecond
+//! precision, UTC). A leaf that does not parse fails the call with `InvalidInput`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::str::FromStr;
 use std::time::SystemTime;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use crmsync::{Currency, RecordId, RecordType, Value};
+use crmsync::doc::Version;
+use crmsync::{
+    Currency, DeviceId, FieldDef as SchemaField, FieldKind, FieldOp, Money, OrderLine, RecordId,
+    RecordType, Stage, Value,
+};
 
 use crate::error::CrmError;
 
-/// An amount of money: integer minor units (cents for USD, yen for JPY) and an ISO 4217
-/// currency code. Never a float.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct Money {
-    /// Amount in minor units.
-    pub minor: i64,
-    /// ISO 4217 code such as "USD" (case-insensitive on input).
-    pub currency: String,
-}
+type Timestamp = DateTime<Utc>;
+type Fields = BTreeMap<String, Value>;
+type Count = usize;
 
-/// One line of an order: a product (by link or SKU), a quantity and a unit price.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct OrderLine {
-    /// Id of a product record, when the product is in the catalogue.
-    #[uniffi(default = None)]
-    pub product: Option<String>,
-    /// Stock-keeping unit, when the product is known only by its code.
-    #[uniffi(default = None)]
-    pub sku: Option<String>,
-    /// Number of units (positive).
-    pub quantity: i64,
-    /// Price of one unit.
-    pub unit_price: Money,
-}
+uniffi::custom_type!(
+    /// A record id: a UUID such as `0190f5a4-7c1e-7b3a-9d2e-5f6a7b8c9d0e`.
+    RecordId, String, { remote, lower: |id| id.to_string(), try_lift: |id| Ok(parse_id(&id)?) }
+);
+uniffi::custom_type!(
+    /// A device (replica) id: 32 hex digits, the author of every change the device makes.
+    DeviceId, String, { remote, lower: |id| id.to_string(), try_lift: |id| Ok(parse_device(&id)?) }
+);
+uniffi::custom_type!(
+    /// A record type: `company`, `contact`, `deal`, `activity`, `case`, `order`, `product`,
+    /// `campaign`, or a custom type's name.
+    RecordType, String, { remote, lower: |t| t.to_string(), try_lift: |t| Ok(RecordType::from(t)) }
+);
+uniffi::custom_type!(
+    /// An ISO 4217 currency code such as `USD` (case-insensitive on input).
+    Currency, String, {
+        remote, lower: |c| c.code().to_string(), try_lift: |c| Ok(parse_currency(&c)?)
+    }
+);
+uniffi::custom_type!(
+    /// A moment in time (UTC, to the millisecond).
+    Timestamp, SystemTime, { remote, lower: |t| SystemTime::from(t), try_lift: |t| Ok(to_utc(t)?) }
+);
+uniffi::custom_type!(
+    /// A state of a record (its heads), as its history gives it; pass it to `get_at`.
+    Version, String, {
+        remote,
+        lower: |v| v.to_string(),
+        try_lift: |v| Ok(Version::from_str(&v).map_err(CrmError::input)?),
+    }
+);
+uniffi::custom_type!(
+    /// The value of one field.
+    Value, FieldValue, {
+        remote, lower: |v| FieldValue::from(v), try_lift: |v| Ok(Value::try_from(v)?)
+    }
+);
+uniffi::custom_type!(
+    /// Field values by name; unset fields are absent.
+    Fields, HashMap<String, FieldValue>, {
+        remote,
+        lower: |f| f.into_iter().map(|(k, v)| (k, v.into())).collect(),
+        try_lift: |f| {
+            let fields = f.into_iter().map(|(k, v)| Ok((k, Value::try_from(v)?)));
+            Ok(fields.collect::<Result<_, CrmError>>()?)
+        },
+    }
+);
 
+uniffi::custom_type!(
+    /// A count or a position (a `usize` in the core).
+    Count, u64, { remote, lower: |n| n as u64, try_lift: |n| Ok(to_usize(n)?) }
+);
+
+crmsync::uniffi_remote_Money!();
+crmsync::uniffi_remote_OrderLine!();
+crmsync::uniffi_remote_FieldKind!();
+crmsync::uniffi_remote_Stage!();
+crmsync::uniffi_remote_FieldOp!();
+
+// Copy of the core's `Value` with another foreign shape: named fields, money as its two parts,
+// dates as `YYYY-MM-DD` strings, and `Strings` for the core's `List` (so the Kotlin class does
+// not shadow `kotlin.collections.List`). The core's `Value` crosses as this (custom type above).
 /// The value of one field. The variant must match the field's kind (see the schema); plain
 /// `Text` is also accepted for enum, long-text and string-list fields, and `Link` for
 /// list-of-links fields.
@@ -85,8 +133,7 @@ pub enum FieldValue {
         /// The value.
         value: String,
     },
-    /// A list of strings (tags, emails, phones); concurrent additions both survive. (Named
-    /// `Strings`, not `List`, so the Kotlin class does not shadow `kotlin.collections.List`.)
+    /// A list of strings (tags, emails, phones); concurrent additions both survive.
     Strings {
         /// The items.
         values: Vec<String>,
@@ -108,226 +155,29 @@ pub enum FieldValue {
     },
 }
 
-/// One edit of a record. A patch is a list of them, applied in order as one change.
-#[derive(Debug, Clone, PartialEq, uniffi::Enum)]
-pub enum FieldOp {
-    /// Sets a field. Long text set this way is diffed against the current text, so concurrent
-    /// edits elsewhere in the text survive.
-    Set {
-        /// Field name.
-        field: String,
-        /// New value.
-        value: FieldValue,
-    },
-    /// Removes a field's value.
-    Unset {
-        /// Field name.
-        field: String,
-    },
-    /// Edits long text in place: deletes `delete` characters at `index` (Unicode code points)
-    /// and inserts `insert` there.
-    SpliceText {
-        /// Field name.
-        field: String,
-        /// Position in Unicode code points.
-        index: u64,
-        /// How many characters to delete.
-        delete: u64,
-        /// Text to insert.
-        insert: String,
-    },
-    /// Adds an item to a list of strings (`Text`) or of links (`Link`); no-op if present.
-    AddItem {
-        /// Field name.
-        field: String,
-        /// The item.
-        item: FieldValue,
-    },
-    /// Removes an item from a list; no-op if absent.
-    RemoveItem {
-        /// Field name.
-        field: String,
-        /// The item.
-        item: FieldValue,
-    },
-}
-
-/// The declared kind of a field.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Enum)]
-pub enum FieldKind {
-    /// Short text.
-    Text,
-    /// Long text merged character by character.
-    LongText,
-    /// Whole number, optionally within an inclusive range.
-    Int {
-        /// Smallest allowed value.
-        min: Option<i64>,
-        /// Largest allowed value.
-        max: Option<i64>,
-    },
-    /// Money.
-    Money,
-    /// True or false.
-    Bool,
-    /// A moment in time.
-    Timestamp,
-    /// A calendar date.
-    Date,
-    /// One of these values.
-    Enum {
-        /// The allowed values.
-        values: Vec<String>,
-    },
-    /// A list of strings.
-    Strings,
-    /// A list of email addresses (syntax-checked).
-    Emails,
-    /// A link to a record of one of these types (any type when empty).
-    Link {
-        /// Allowed record types.
-        types: Vec<String>,
-    },
-    /// A list of links to records of these types (any type when empty).
-    Links {
-        /// Allowed record types.
-        types: Vec<String>,
-    },
-    /// Order lines.
-    Lines,
-}
-
-/// A custom field to declare.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct FieldDef {
-    /// Kind of value the field holds.
-    pub kind: FieldKind,
-    /// Whether a record must have the field.
-    #[uniffi(default = false)]
-    pub required: bool,
-}
-
-/// One stage of the deal pipeline.
-#[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct Stage {
-    /// Stage name as stored in the deal's `stage` field.
-    pub name: String,
-    /// Default win probability in percent (0-100).
-    pub probability: u8,
-    /// Whether a deal in this stage is closed.
-    pub closed: bool,
-    /// Whether a deal in this stage is won.
-    pub won: bool,
-}
-
-/// Parses a record id.
-pub(crate) fn parse_id(id: &str) -> Result<RecordId, CrmError> {
-    id.parse().map_err(CrmError::input)
-}
-
-/// Parses record ids.
-pub(crate) fn parse_ids(ids: &[String]) -> Result<Vec<RecordId>, CrmError> {
-    ids.iter().map(|id| parse_id(id)).collect()
-}
-
-/// Parses a `YYYY-MM-DD` date.
-pub(crate) fn parse_date(date: &str) -> Result<NaiveDate, CrmError> {
-    date.trim().parse().map_err(|_| {
-        CrmError::input(format!(
-            "'{date}' is not a date such as 2025-03-31 (YYYY-MM-DD)"
-        ))
-    })
-}
-
-/// Parses an ISO 4217 currency code.
-pub(crate) fn parse_currency(code: &str) -> Result<Currency, CrmError> {
-    Currency::new(code).map_err(CrmError::input)
-}
-
-/// A core timestamp as the platform's instant.
-pub(crate) fn to_instant(t: DateTime<Utc>) -> SystemTime {
-    SystemTime::from(t)
-}
-
-/// The platform's instant as a core timestamp, to the millisecond (truncated toward the
-/// epoch). Instants beyond the core's range are refused rather than clamped.
-pub(crate) fn to_utc(t: SystemTime) -> Result<DateTime<Utc>, CrmError> {
-    let millis = match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_millis()).ok(),
-        Err(before) => i64::try_from(before.duration().as_millis())
-            .ok()
-            .map(|m| -m),
-    };
-    millis
-        .and_then(DateTime::from_timestamp_millis)
-        .ok_or_else(|| CrmError::input("timestamp out of range"))
-}
-
-impl From<crmsync::Money> for Money {
-    fn from(m: crmsync::Money) -> Self {
-        Money {
-            minor: m.minor,
-            currency: m.currency.code().to_string(),
-        }
-    }
-}
-
-impl TryFrom<Money> for crmsync::Money {
-    type Error = CrmError;
-    fn try_from(m: Money) -> Result<Self, CrmError> {
-        crmsync::Money::new(m.minor, &m.currency).map_err(CrmError::input)
-    }
-}
-
-impl From<crmsync::OrderLine> for OrderLine {
-    fn from(l: crmsync::OrderLine) -> Self {
-        OrderLine {
-            product: l.product.map(|p| p.to_string()),
-            sku: l.sku,
-            quantity: l.quantity,
-            unit_price: l.unit_price.into(),
-        }
-    }
-}
-
-impl TryFrom<OrderLine> for crmsync::OrderLine {
-    type Error = CrmError;
-    fn try_from(l: OrderLine) -> Result<Self, CrmError> {
-        Ok(crmsync::OrderLine {
-            product: l.product.as_deref().map(parse_id).transpose()?,
-            sku: l.sku,
-            quantity: l.quantity,
-            unit_price: l.unit_price.try_into()?,
-        })
-    }
-}
-
 impl From<Value> for FieldValue {
     fn from(v: Value) -> Self {
+        let id = |id: RecordId| id.to_string();
         match v {
             Value::Text(value) => FieldValue::Text { value },
             Value::LongText(value) => FieldValue::LongText { value },
             Value::Int(value) => FieldValue::Int { value },
-            Value::Money(m) => FieldValue::Money {
-                minor: m.minor,
-                currency: m.currency.code().to_string(),
+            Value::Money(Money { minor, currency }) => FieldValue::Money {
+                minor,
+                currency: currency.into(),
             },
             Value::Bool(value) => FieldValue::Bool { value },
-            Value::Timestamp(t) => FieldValue::Timestamp {
-                value: to_instant(t),
-            },
+            Value::Timestamp(t) => FieldValue::Timestamp { value: t.into() },
             Value::Date(d) => FieldValue::Date {
                 value: d.to_string(),
             },
             Value::Enum(value) => FieldValue::Enum { value },
             Value::List(values) => FieldValue::Strings { values },
-            Value::Link(id) => FieldValue::Link { id: id.to_string() },
+            Value::Link(link) => FieldValue::Link { id: id(link) },
             Value::Links(ids) => FieldValue::Links {
-                ids: ids.iter().map(ToString::to_string).collect(),
+                ids: ids.into_iter().map(id).collect(),
             },
-            Value::Lines(lines) => FieldValue::Lines {
-                lines: lines.into_iter().map(OrderLine::from).collect(),
-            },
+            Value::Lines(lines) => FieldValue::Lines { lines },
         }
     }
 }
@@ -340,7 +190,7 @@ impl TryFrom<FieldValue> for Value {
             FieldValue::LongText { value } => Value::LongText(value),
             FieldValue::Int { value } => Value::Int(value),
             FieldValue::Money { minor, currency } => {
-                Value::Money(crmsync::Money::new(minor, &currency).map_err(CrmError::input)?)
+                Value::Money(Money::new(minor, &currency).map_err(CrmError::input)?)
             }
             FieldValue::Bool { value } => Value::Bool(value),
             FieldValue::Timestamp { value } => Value::Timestamp(to_utc(value)?),
@@ -348,149 +198,47 @@ impl TryFrom<FieldValue> for Value {
             FieldValue::Enum { value } => Value::Enum(value),
             FieldValue::Strings { values } => Value::List(values),
             FieldValue::Link { id } => Value::Link(parse_id(&id)?),
-            FieldValue::Links { ids } => Value::Links(parse_ids(&ids)?),
-            FieldValue::Lines { lines } => Value::Lines(
-                lines
-                    .into_iter()
-                    .map(crmsync::OrderLine::try_from)
+            FieldValue::Links { ids } => Value::Links(
+                ids.iter()
+                    .map(|id| parse_id(id))
                     .collect::<Result<_, _>>()?,
             ),
+            FieldValue::Lines { lines } => Value::Lines(lines),
         })
     }
 }
 
-/// A count from the foreign side as a `usize`.
-pub(crate) fn to_usize(n: u64) -> Result<usize, CrmError> {
-    usize::try_from(n).map_err(|_| CrmError::input(format!("{n} is too large")))
-}
-
-impl TryFrom<FieldOp> for crmsync::FieldOp {
-    type Error = CrmError;
-    fn try_from(op: FieldOp) -> Result<Self, CrmError> {
-        Ok(match op {
-            FieldOp::Set { field, value } => crmsync::FieldOp::Set {
-                field,
-                value: value.try_into()?,
-            },
-            FieldOp::Unset { field } => crmsync::FieldOp::Unset { field },
-            FieldOp::SpliceText {
-                field,
-                index,
-                delete,
-                insert,
-            } => crmsync::FieldOp::SpliceText {
-                field,
-                index: to_usize(index)?,
-                delete: to_usize(delete)?,
-                insert,
-            },
-            FieldOp::AddItem { field, item } => crmsync::FieldOp::AddItem {
-                field,
-                item: item.try_into()?,
-            },
-            FieldOp::RemoveItem { field, item } => crmsync::FieldOp::RemoveItem {
-                field,
-                item: item.try_into()?,
-            },
-        })
-    }
-}
-
-/// Record type names as core types.
-fn record_types(types: Vec<String>) -> Vec<RecordType> {
-    types.into_iter().map(RecordType::from).collect()
-}
-
-impl From<FieldKind> for crmsync::FieldKind {
-    fn from(k: FieldKind) -> Self {
-        use crmsync::FieldKind as K;
-        match k {
-            FieldKind::Text => K::Text,
-            FieldKind::LongText => K::LongText,
-            FieldKind::Int { min, max } => K::Int { min, max },
-            FieldKind::Money => K::Money,
-            FieldKind::Bool => K::Bool,
-            FieldKind::Timestamp => K::Timestamp,
-            FieldKind::Date => K::Date,
-            FieldKind::Enum { values } => K::Enum(values),
-            FieldKind::Strings => K::List,
-            FieldKind::Emails => K::Emails,
-            FieldKind::Link { types } => K::Link(record_types(types)),
-            FieldKind::Links { types } => K::Links(record_types(types)),
-            FieldKind::Lines => K::Lines,
-        }
-    }
-}
-
-impl From<FieldDef> for crmsync::FieldDef {
-    fn from(d: FieldDef) -> Self {
-        if d.required {
-            crmsync::FieldDef::required(d.kind.into())
-        } else {
-            crmsync::FieldDef::optional(d.kind.into())
-        }
-    }
-}
-
-impl From<Stage> for crmsync::Stage {
-    fn from(s: Stage) -> Self {
-        crmsync::Stage {
-            name: s.name,
-            probability: s.probability,
-            closed: s.closed,
-            won: s.won,
-        }
-    }
-}
-
-impl From<crmsync::Stage> for Stage {
-    fn from(s: crmsync::Stage) -> Self {
-        Stage {
-            name: s.name,
-            probability: s.probability,
-            closed: s.closed,
-            won: s.won,
-        }
-    }
-}
-
-impl From<crmsync::FieldKind> for FieldKind {
-    fn from(k: crmsync::FieldKind) -> Self {
-        use crmsync::FieldKind as K;
-        let names = |types: Vec<RecordType>| types.iter().map(ToString::to_string).collect();
-        match k {
-            K::Text => FieldKind::Text,
-            K::LongText => FieldKind::LongText,
-            K::Int { min, max } => FieldKind::Int { min, max },
-            K::Money => FieldKind::Money,
-            K::Bool => FieldKind::Bool,
-            K::Timestamp => FieldKind::Timestamp,
-            K::Date => FieldKind::Date,
-            K::Enum(values) => FieldKind::Enum { values },
-            K::List => FieldKind::Strings,
-            K::Emails => FieldKind::Emails,
-            K::Link(types) => FieldKind::Link {
-                types: names(types),
-            },
-            K::Links(types) => FieldKind::Links {
-                types: names(types),
-            },
-            K::Lines => FieldKind::Lines,
-        }
-    }
-}
-
-/// A declared field, as the schema has it.
+// The core's `FieldDef` (the schema's `SchemaField`) also says whether the app declared the
+// field, which the engine sets: a declaration leaves it out.
+/// A custom field to declare.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
-pub struct SchemaField {
+pub struct FieldDef {
     /// Kind of value the field holds.
     pub kind: FieldKind,
     /// Whether a record must have the field.
+    #[uniffi(default = false)]
     pub required: bool,
-    /// Whether the app declared it (false for built-in fields).
-    pub custom: bool,
 }
 
+/// The core's `FieldDef`, which the schema lists as `SchemaField` (in a module of its own,
+/// where `FieldDef` names it).
+mod schema_field {
+    use crmsync::{FieldDef, FieldKind};
+
+    crmsync::uniffi_remote_FieldDef!();
+}
+
+impl From<FieldDef> for SchemaField {
+    fn from(d: FieldDef) -> Self {
+        match d.required {
+            true => SchemaField::required(d.kind),
+            false => SchemaField::optional(d.kind),
+        }
+    }
+}
+
+// Copies: the core's `TypeDef` keys its fields in a `BTreeMap` (uniffi carries `HashMap`s), and
+// its `Schema` keeps its fields private.
 /// The declared fields of one record type.
 #[derive(Debug, Clone, PartialEq, Eq, uniffi::Record)]
 pub struct SchemaType {
@@ -512,35 +260,69 @@ pub struct Schema {
 
 impl From<crmsync::Schema> for Schema {
     fn from(s: crmsync::Schema) -> Self {
-        let types = s
-            .record_types()
-            .filter_map(|t| {
-                let def = s.type_def(t)?;
-                let fields = def
-                    .fields
-                    .iter()
-                    .map(|(name, f)| {
-                        let field = SchemaField {
-                            kind: f.kind.clone().into(),
-                            required: f.required,
-                            custom: f.custom,
-                        };
-                        (name.clone(), field)
-                    })
-                    .collect();
-                let one_of = def.one_of.clone();
-                Some((t.to_string(), SchemaType { fields, one_of }))
-            })
-            .collect();
+        let types = s.record_types().filter_map(|t| {
+            let def = s.type_def(t)?.clone();
+            let fields = def.fields.into_iter().collect();
+            Some((
+                t.to_string(),
+                SchemaType {
+                    fields,
+                    one_of: def.one_of,
+                },
+            ))
+        });
         Schema {
-            types,
-            pipeline: s
-                .pipeline()
-                .stages
-                .iter()
-                .cloned()
-                .map(Stage::from)
-                .collect(),
+            types: types.collect(),
+            pipeline: s.pipeline().stages.clone(),
         }
     }
+}
+
+/// Parses a record id.
+pub(crate) fn parse_id(id: &str) -> Result<RecordId, CrmError> {
+    id.parse().map_err(CrmError::input)
+}
+
+/// Parses a device id (32 hex digits).
+fn parse_device(id: &str) -> Result<DeviceId, CrmError> {
+    let hex = id.trim();
+    match u128::from_str_radix(hex, 16) {
+        Ok(n) if hex.len() == 32 && !hex.starts_with('+') => Ok(DeviceId(n.to_be_bytes())),
+        _ => Err(CrmError::input(format!(
+            "'{id}' is not a device id (32 hex digits)"
+        ))),
+    }
+}
+
+/// Parses a `YYYY-MM-DD` date.
+pub(crate) fn parse_date(date: &str) -> Result<NaiveDate, CrmError> {
+    date.trim().parse().map_err(|_| {
+        CrmError::input(format!(
+            "'{date}' is not a date such as 2025-03-31 (YYYY-MM-DD)"
+        ))
+    })
+}
+
+/// Parses an ISO 4217 currency code.
+pub(crate) fn parse_currency(code: &str) -> Result<Currency, CrmError> {
+    Currency::new(code).map_err(CrmError::input)
+}
+
+/// The platform's instant as a core timestamp, to the millisecond (truncated toward the
+/// epoch). Instants beyond the core's range are refused rather than clamped.
+pub(crate) fn to_utc(t: SystemTime) -> Result<DateTime<Utc>, CrmError> {
+    let millis = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).ok(),
+        Err(before) => i64::try_from(before.duration().as_millis())
+            .ok()
+            .map(|m| -m),
+    };
+    millis
+        .and_then(DateTime::from_timestamp_millis)
+        .ok_or_else(|| CrmError::input("timestamp out of range"))
+}
+
+/// A count from the foreign side as a `usize`.
+pub(crate) fn to_usize(n: u64) -> Result<usize, CrmError> {
+    usize::try_from(n).map_err(|_| CrmError::input(format!("{n} is too large")))
 }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{RecordId, RecordType};
 
 /// What happened to a record.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Enum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ChangeKind {
     /// Created on this device.
@@ -46,6 +47,8 @@ impl ChangeKind {
 }
 
 /// One entry of the local change log.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
+#[cfg_attr(feature = "uniffi", uniffi(name = "Change"))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChangeEvent {
     /// Local log sequence number (increases with every write on this replica).

@@ -17,6 +17,7 @@ pub struct ImportOptions {
 }
 
 /// A row that was not imported.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowError {
     /// Line number in the file (the header is line 1).
@@ -26,6 +27,7 @@ pub struct RowError {
 }
 
 /// What an import did.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportReport {
     /// Ids of the records created, in file order.

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Record, RecordType, Value, format_value};
 
 /// How a filter compares a field with its operand.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Enum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FilterOp {
     /// Equal (text compares case-insensitively).
@@ -42,6 +43,7 @@ pub struct Filter {
 }
 
 /// Sort direction.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Enum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SortOrder {
     /// Smallest first.

@@ -123,11 +123,14 @@ impl Default for SearchOptions {
 }
 
 /// A time range: `from` inclusive, `to` exclusive; an open end is `None`.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DateRange {
     /// Earliest time included.
+    #[cfg_attr(feature = "uniffi", uniffi(default = None))]
     pub from: Option<DateTime<Utc>>,
     /// First time excluded.
+    #[cfg_attr(feature = "uniffi", uniffi(default = None))]
     pub to: Option<DateTime<Utc>>,
 }
 
@@ -158,21 +161,29 @@ impl DateRange {
 }
 
 /// Restrictions combined with the query text (all must hold; within a list, any value).
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SearchFilters {
     /// Record types (any of).
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
     pub types: Vec<RecordType>,
     /// Deal stages (any of).
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
     pub stages: Vec<String>,
     /// Owners (any of), exact values.
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
     pub owners: Vec<String>,
     /// Contact lifecycles (any of).
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
     pub lifecycles: Vec<String>,
     /// Tags (all of), case-insensitive.
+    #[cfg_attr(feature = "uniffi", uniffi(default))]
     pub tags: Vec<String>,
     /// Creation time.
+    #[cfg_attr(feature = "uniffi", uniffi(default = None))]
     pub created: Option<DateRange>,
     /// Time of the latest change.
+    #[cfg_attr(feature = "uniffi", uniffi(default = None))]
     pub updated: Option<DateRange>,
 }
 
@@ -277,6 +288,7 @@ impl Page {
 }
 
 /// A fragment of a field's text with the matching words marked.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snippet {
     /// The field the text comes from.
@@ -309,6 +321,7 @@ impl Snippet {
 }
 
 /// One search result.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchHit {
     /// The record.
@@ -325,6 +338,7 @@ pub struct SearchHit {
 }
 
 /// A page of results.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SearchResults {
     /// The hits of the page, best first.

@@ -154,6 +154,7 @@ impl PeerRef {
 }
 
 /// How the differing records were found.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Enum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReconcileMode {
     /// From both sides' cursors (the peers synced to completion before).
@@ -163,6 +164,7 @@ pub enum ReconcileMode {
 }
 
 /// What a session did.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SyncReport {
     /// The peer's replica id.

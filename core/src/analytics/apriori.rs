@@ -103,6 +103,7 @@ impl Default for AprioriParams {
 }
 
 /// A frequent itemset.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Itemset {
     /// Its items, sorted.
@@ -114,6 +115,8 @@ pub struct Itemset {
 }
 
 /// An association rule `antecedent → consequent`.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
+#[cfg_attr(feature = "uniffi", uniffi(name = "AssociationRule"))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rule {
     /// Items bought (sorted).
@@ -133,6 +136,7 @@ pub struct Rule {
 }
 
 /// Frequent itemsets and rules.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Associations {
     /// Number of baskets (the support denominator).
@@ -144,6 +148,7 @@ pub struct Associations {
 }
 
 /// A product to suggest, with the best rule suggesting it.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Recommendation {
     /// The item.

@@ -45,6 +45,7 @@ impl CltvParams {
 }
 
 /// One customer's lifetime value.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CltvRow {
     /// The customer (contact or company).

@@ -13,6 +13,7 @@ use crate::model::Currency;
 const MAX_HORIZON: usize = 1200;
 
 /// Smoothing parameters, each within 0..=1.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Smoothing {
     /// Level smoothing α.
@@ -24,6 +25,7 @@ pub struct Smoothing {
 }
 
 /// Which model was fitted.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Enum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ForecastMethod {
@@ -55,6 +57,8 @@ pub enum ForecastMethod {
 ///
 /// Fitting (when no smoothing is given) minimizes the sum of squared one-step errors over
 /// α, β, γ in [0, 1]: a grid of step 0.1, then a pattern search halving its step to 1e-5.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
+#[cfg_attr(feature = "uniffi", uniffi(name = "ForecastModel"))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HoltWinters {
     /// Which model.
@@ -290,6 +294,7 @@ impl ForecastParams {
 }
 
 /// A month's value, in major units of the forecast's currency.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MonthValue {
     /// `YYYY-MM`.
@@ -299,6 +304,7 @@ pub struct MonthValue {
 }
 
 /// The monthly history, the fitted model and the forecast.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SalesForecast {
     /// Currency of every value.

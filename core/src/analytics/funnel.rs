@@ -28,6 +28,7 @@ pub struct StagePath {
 }
 
 /// One step of the funnel.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunnelStage {
     /// The stage.
@@ -46,6 +47,7 @@ pub struct FunnelStage {
 }
 
 /// The funnel report.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunnelReport {
     /// Deals whose history reached at least the first funnel step they were seen in.

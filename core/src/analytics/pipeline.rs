@@ -19,6 +19,7 @@ pub struct PipelineParams {
 
 /// Sums over a group of deals. Money is per currency (sorted by code), never summed across
 /// currencies; `converted_*` are the same sums in the reporting currency when rates were given.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     /// Number of deals.

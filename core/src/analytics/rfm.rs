@@ -60,6 +60,7 @@ impl fmt::Display for RfmScore {
 ///
 /// The important segments go first because a valuable customer who lapsed is worth a call,
 /// not a "churned" label.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Enum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Segment {

@@ -32,6 +32,7 @@ impl Default for ServiceParams {
 }
 
 /// A customer who keeps opening cases.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepeatCustomer {
     /// The customer: the case's company, else its contact.
@@ -43,6 +44,7 @@ pub struct RepeatCustomer {
 }
 
 /// Case statistics.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceStats {
     /// Cases counted.

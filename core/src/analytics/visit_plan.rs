@@ -14,6 +14,7 @@ const CASE_DONE: [&str; 2] = ["resolved", "closed"];
 const CASES_CAP: u64 = 3;
 
 /// Weights of the score's components (each component is within 0..=1).
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct VisitWeights {
     /// Open deal value (default 0.4).
@@ -94,6 +95,7 @@ pub struct VisitInputs<'a> {
 }
 
 /// A component of a customer's score.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Enum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FactorKind {
@@ -108,6 +110,7 @@ pub enum FactorKind {
 }
 
 /// One reason a customer ranks where it does.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Factor {
     /// Which component.
@@ -119,6 +122,7 @@ pub struct Factor {
 }
 
 /// A customer to visit.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VisitCandidate {
     /// The customer.

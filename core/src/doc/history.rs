@@ -40,6 +40,7 @@ impl FromStr for Version {
 }
 
 /// One change in a record's history.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     /// The state right after this change, as its author saw it; pass to `get_at`.
@@ -133,6 +134,7 @@ pub fn history(doc: &Automerge) -> Vec<HistoryEntry> {
 }
 
 /// One value a field took in a record's history.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldChange {
     /// When the change was made (the author's clock).
@@ -200,6 +202,7 @@ fn decode_at(
 
 /// A field that two replicas set concurrently: every replica shows the same `value`, and the
 /// other values stay visible here until someone writes the field again.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Conflict {
     /// The field.

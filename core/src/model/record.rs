@@ -10,6 +10,7 @@ use super::record_type::RecordType;
 use super::value::Value;
 
 /// The current value of a record, as materialized from its Automerge document.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The record's id.
@@ -61,6 +62,7 @@ impl Record {
 }
 
 /// One edit of a field.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Enum))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FieldOp {
     /// Sets a field. Long text set this way is diffed against the current text, so concurrent
@@ -188,6 +190,7 @@ impl Patch {
 }
 
 /// The fields of a record to create.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRecord {
     /// Its type.
@@ -195,6 +198,7 @@ pub struct NewRecord {
     /// Its field values.
     pub fields: BTreeMap<String, Value>,
     /// The id to use; minted when `None`.
+    #[cfg_attr(feature = "uniffi", uniffi(default = None))]
     pub id: Option<RecordId>,
 }
 

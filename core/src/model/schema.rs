@@ -8,6 +8,8 @@ use super::record_type::RecordType;
 use super::value::FieldKind;
 
 /// One declared field of a record type.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
+#[cfg_attr(feature = "uniffi", uniffi(name = "SchemaField"))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldDef {
     /// Kind of value the field holds.
@@ -48,6 +50,7 @@ pub struct TypeDef {
 }
 
 /// One stage of the deal pipeline.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stage {
     /// Stage name as stored in the deal's `stage` field.

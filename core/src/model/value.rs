@@ -68,6 +68,7 @@ impl fmt::Display for Currency {
 /// An amount of money: integer minor units (cents) plus currency, never a float. Amount and
 /// currency are one atomic value, so concurrent edits never mix one side's amount with the
 /// other's currency.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Money {
     /// Amount in minor units (cents for USD, yen for JPY).
@@ -162,11 +163,14 @@ impl FromStr for Money {
 }
 
 /// One line of an order: a product (by link or SKU), a quantity and a unit price.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct OrderLine {
     /// Link to a product record, when the product is in the catalogue.
+    #[cfg_attr(feature = "uniffi", uniffi(default = None))]
     pub product: Option<RecordId>,
     /// Stock-keeping unit, when the product is known only by its code.
+    #[cfg_attr(feature = "uniffi", uniffi(default = None))]
     pub sku: Option<String>,
     /// Number of units.
     pub quantity: i64,
@@ -320,6 +324,7 @@ impl From<NaiveDate> for Value {
 }
 
 /// The declared kind of a field.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Enum))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FieldKind {
     /// Short text.
@@ -342,15 +347,16 @@ pub enum FieldKind {
     /// Date.
     Date,
     /// One of these values.
-    Enum(Vec<String>),
+    Enum(#[cfg_attr(feature = "uniffi", uniffi(name = "values"))] Vec<String>),
     /// List of strings.
+    #[cfg_attr(feature = "uniffi", uniffi(name = "Strings"))]
     List,
     /// List of email addresses (syntax-checked).
     Emails,
     /// Link to a record of one of these types (any type when empty).
-    Link(Vec<RecordType>),
+    Link(#[cfg_attr(feature = "uniffi", uniffi(name = "types"))] Vec<RecordType>),
     /// List of links to records of these types (any type when empty).
-    Links(Vec<RecordType>),
+    Links(#[cfg_attr(feature = "uniffi", uniffi(name = "types"))] Vec<RecordType>),
     /// Order lines.
     Lines,
 }

@@ -23,6 +23,7 @@ const CREDENTIAL_CONTEXT: &[u8] = b"crmsync credential v1\0";
 const REVOCATION_CONTEXT: &[u8] = b"crmsync revocation v1\0";
 
 /// What a device may do in a workspace.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Enum))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Role {
     /// Invites and revokes devices; syncs like a member.

@@ -31,6 +31,7 @@ const STREAMS_PER_CONNECTION: u32 = 8;
 const HANDSHAKES_PER_PEER: usize = 2;
 
 /// What the network knows of one peer.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerStatus {
     /// The peer's node id.
@@ -47,6 +48,7 @@ pub struct PeerStatus {
 }
 
 /// The network's state, published after every session and on every local change.
+#[cfg_attr(feature = "uniffi", derive(crmsync_uniffi_derive::Record))]
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetStatus {
     /// Known peers, by node id.
