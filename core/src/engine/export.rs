@@ -1,10 +1,11 @@
 //! CSV and JSON export on the engine (the formats live in [`crate::export`]).
 
+use std::io::Write;
+
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::export::record_to_json;
-use crate::model::{Reason, RecordType, ValidationError, Value, format_value};
-use std::io::Write;
+use crate::model::{Reason, Record, RecordType, ValidationError, Value, format_value};
 
 impl Engine {
     fn require_type(&self, record_type: &RecordType) -> Result<Vec<String>> {
@@ -13,6 +14,32 @@ impl Engine {
             .type_def(record_type)
             .ok_or_else(|| ValidationError::record(record_type, Reason::UnknownType))?;
         Ok(def.fields.keys().cloned().collect())
+    }
+
+    /// Hands every live record of a type to `write`, in id order, stopping at its first
+    /// failure; returns how many it wrote.
+    fn write_each(
+        &self,
+        record_type: &RecordType,
+        mut write: impl FnMut(u64, &Record) -> Result<()>,
+    ) -> Result<u64> {
+        let mut count = 0;
+        let mut failure = None;
+        self.store()
+            .scan_type(record_type, |r| match write(count, &r) {
+                Ok(()) => {
+                    count += 1;
+                    true
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    false
+                }
+            })?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(count),
+        }
     }
 
     /// Writes every live record of a type as CSV: `id`, then the declared fields (names as
@@ -25,9 +52,7 @@ impl Engine {
         header.extend(fields.iter().cloned());
         header.extend(["created_at".to_string(), "updated_at".to_string()]);
         writer.write_record(&header)?;
-        let mut count = 0;
-        let mut failure = None;
-        self.store().scan_type(record_type, |r| {
+        let count = self.write_each(record_type, |_, r| {
             let mut row = vec![r.id.to_string()];
             row.extend(
                 fields
@@ -36,16 +61,8 @@ impl Engine {
             );
             row.push(format_value(&Value::Timestamp(r.created_at)));
             row.push(format_value(&Value::Timestamp(r.updated_at)));
-            if let Err(e) = writer.write_record(&row) {
-                failure = Some(e);
-                return false;
-            }
-            count += 1;
-            true
+            Ok(writer.write_record(&row)?)
         })?;
-        if let Some(e) = failure {
-            return Err(e.into());
-        }
         writer.flush()?;
         Ok(count)
     }
@@ -55,23 +72,11 @@ impl Engine {
     pub fn export_json(&self, record_type: &RecordType, mut output: impl Write) -> Result<u64> {
         self.require_type(record_type)?;
         output.write_all(b"[")?;
-        let mut count = 0u64;
-        let mut failure: Option<Error> = None;
-        self.store().scan_type(record_type, |r| {
-            let sep: &[u8] = if count == 0 { b"\n" } else { b",\n" };
-            let written = output.write_all(sep).map_err(Error::from).and_then(|_| {
-                serde_json::to_writer(&mut output, &record_to_json(&r)).map_err(Error::from)
-            });
-            if let Err(e) = written {
-                failure = Some(e);
-                return false;
-            }
-            count += 1;
-            true
+        let count = self.write_each(record_type, |written, r| {
+            let sep: &[u8] = if written == 0 { b"\n" } else { b",\n" };
+            output.write_all(sep)?;
+            serde_json::to_writer(&mut output, &record_to_json(r)).map_err(Error::from)
         })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
         output.write_all(b"\n]\n")?;
         output.flush()?;
         Ok(count)
