@@ -77,6 +77,13 @@ fn write_and_vanish(db: &Path) -> RecordId {
     line("@@ record ").parse().expect("record id")
 }
 
+/// The child's create and every update were replayed, and the last update is what reads.
+fn assert_every_write_replayed(engine: &Engine, id: RecordId) {
+    assert_eq!(engine.replayed_writes(), UPDATES + 1);
+    let company = engine.get(id).expect("get").expect("company exists");
+    assert_eq!(company.text("name"), Some(name(UPDATES).as_str()));
+}
+
 fn journal_of(db: &Path) -> std::path::PathBuf {
     let mut name = db.as_os_str().to_owned();
     name.push(".wal");
@@ -187,9 +194,7 @@ fn a_journal_of_another_size_keeps_its_records() {
     std::fs::write(&path, &bytes[..end]).expect("write the journal");
 
     let engine = Engine::open(&db).expect("reopen");
-    assert_eq!(engine.replayed_writes(), UPDATES + 1);
-    let company = engine.get(id).expect("get").expect("company exists");
-    assert_eq!(company.text("name"), Some(name(UPDATES).as_str()));
+    assert_every_write_replayed(&engine, id);
     let len = std::fs::metadata(&path).expect("journal").len() as usize;
     assert_eq!(
         len, full,
@@ -370,9 +375,7 @@ fn a_record_of_a_newer_version_refuses_the_open_and_loses_nothing() {
     bytes[end..end + HEADER].fill(0);
     std::fs::write(&path, &bytes).expect("write the journal");
     let engine = Engine::open(&db).expect("reopen");
-    assert_eq!(engine.replayed_writes(), UPDATES + 1);
-    let company = engine.get(id).expect("get").expect("company exists");
-    assert_eq!(company.text("name"), Some(name(UPDATES).as_str()));
+    assert_every_write_replayed(&engine, id);
 }
 
 #[test]
@@ -388,9 +391,7 @@ fn a_torn_record_of_a_newer_version_ends_the_journal() {
     std::fs::write(&path, &bytes).expect("write the journal");
 
     let engine = Engine::open(&db).expect("reopen");
-    assert_eq!(engine.replayed_writes(), UPDATES + 1);
-    let company = engine.get(id).expect("get").expect("company exists");
-    assert_eq!(company.text("name"), Some(name(UPDATES).as_str()));
+    assert_every_write_replayed(&engine, id);
 }
 
 #[test]
@@ -411,9 +412,7 @@ fn a_journal_in_the_layout_before_versions_is_replayed() {
     std::fs::write(&path, &legacy).expect("write the journal");
 
     let engine = Engine::open(&db).expect("reopen");
-    assert_eq!(engine.replayed_writes(), UPDATES + 1);
-    let company = engine.get(id).expect("get").expect("company exists");
-    assert_eq!(company.text("name"), Some(name(UPDATES).as_str()));
+    assert_every_write_replayed(&engine, id);
     assert_eq!(engine.history(id).expect("history").len(), UPDATES + 1);
     engine
         .update(id, Patch::new().set("name", "after"))

@@ -50,7 +50,7 @@ pub fn replicas() -> (MemReplica, MemReplica) {
     )
 }
 
-fn id(n: u128) -> RecordId {
+pub fn id(n: u128) -> RecordId {
     // Spread over the id space so reconciliation splits ranges at several levels.
     RecordId::from_u128(n.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
 }

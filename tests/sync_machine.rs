@@ -4,18 +4,18 @@
 
 use std::collections::VecDeque;
 
+use crmsync::DeviceId;
 use crmsync::sync::Replica;
 use crmsync::sync::message::{Batch, Changed, Hello, Item, Range};
 use crmsync::sync::{
     AbortCode, FrameDecoder, Message, PeerRef, ReconcileMode, SyncError, SyncMachine, SyncOptions,
     SyncReport, encode_frame,
 };
-use crmsync::{DeviceId, RecordId};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::mem_replica::MemReplica;
-use crate::sync_fixture::{options, replicas, scenario, workspace};
+use crate::sync_fixture::{id, options, replicas, scenario, workspace};
 
 /// One side: its machine, the bytes it sent that the other has not received yet, and the
 /// decoder of what it receives.
@@ -166,8 +166,8 @@ fn any_interleaving_and_any_split_of_the_stream_converges() {
             (ReconcileMode::Cursor, ReconcileMode::Cursor)
         );
         assert_eq!(a.contents(), b.contents(), "seed {seed}, second session");
-        assert_eq!(a.field(rid(120), "owner").as_deref(), Some("jane"));
-        assert_eq!(b.field(rid(120), "stage").as_deref(), Some("won"));
+        assert_eq!(a.field(id(120), "owner").as_deref(), Some("jane"));
+        assert_eq!(b.field(id(120), "stage").as_deref(), Some("won"));
     }
 }
 
@@ -203,10 +203,6 @@ fn a_connection_cut_anywhere_keeps_what_was_applied_and_the_next_session_complet
             resumed.bytes
         );
     }
-}
-
-fn rid(n: u128) -> RecordId {
-    RecordId::from_u128(n.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835))
 }
 
 fn hello_from(replica: DeviceId) -> Message {
@@ -294,8 +290,8 @@ fn messages_out_of_turn_or_from_elsewhere_end_the_session_with_a_reason() {
     let mut machine = SyncMachine::new(&b, read_only, [3; 16]).unwrap();
     let a_doc = {
         let a = MemReplica::new(workspace(), DeviceId([0xa1; 16]));
-        a.put(rid(999), "name", "planted");
-        a.doc_bytes(rid(999)).unwrap().unwrap()
+        a.put(id(999), "name", "planted");
+        a.doc_bytes(id(999)).unwrap().unwrap()
     };
     machine.handle(hello_from(DeviceId([0xa1; 16]))).unwrap();
     machine
@@ -310,7 +306,7 @@ fn messages_out_of_turn_or_from_elsewhere_end_the_session_with_a_reason() {
             lower: 0,
             upper: u128::MAX,
             items: vec![Item {
-                id: rid(999),
+                id: id(999),
                 heads: vec![[7; 32]],
             }],
         }]))
@@ -318,7 +314,7 @@ fn messages_out_of_turn_or_from_elsewhere_end_the_session_with_a_reason() {
     machine.handle(Message::Reconcile(Vec::new())).unwrap();
     let e = machine
         .handle(Message::Batch(Batch {
-            changes: vec![(rid(999), a_doc)],
+            changes: vec![(id(999), a_doc)],
             needs: Vec::new(),
             last: true,
         }))
